@@ -1,0 +1,178 @@
+//! `collector.toml`: where the collector listens, where its credentials and
+//! data live, and the policies it hands out. Relative paths are resolved
+//! against the directory of the config file, so a data directory can be moved
+//! as a whole.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:7443";
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9184";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// gRPC (TLS) address agents and vaktctl connect to.
+    pub grpc_listen: SocketAddr,
+    /// Plain-HTTP address for /metrics, /healthz and /readyz.
+    pub http_listen: SocketAddr,
+    /// sled database directory.
+    #[serde(default = "default_data")]
+    pub data: PathBuf,
+    #[serde(default = "default_ca_cert")]
+    pub ca_cert: PathBuf,
+    #[serde(default = "default_ca_key")]
+    pub ca_key: PathBuf,
+    #[serde(default = "default_server_cert")]
+    pub server_cert: PathBuf,
+    #[serde(default = "default_server_key")]
+    pub server_key: PathBuf,
+    /// Lifetime of device certificates; agents renew at 70–90 % of it.
+    #[serde(default = "default_cert_lifetime", with = "humantime_serde_compat")]
+    pub device_cert_lifetime: Duration,
+    /// How long an enrollment token stays valid unless the registration says otherwise.
+    #[serde(default = "default_token_ttl", with = "humantime_serde_compat")]
+    pub token_ttl: Duration,
+    /// The report interval pushed to agents.
+    #[serde(default = "default_report_interval", with = "humantime_serde_compat")]
+    pub report_interval: Duration,
+    /// sled page cache. sled's memory use is a multiple of this, so keep it small.
+    #[serde(default = "default_cache_bytes")]
+    pub sled_cache_bytes: u64,
+}
+
+fn default_data() -> PathBuf {
+    "data".into()
+}
+fn default_ca_cert() -> PathBuf {
+    "ca.pem".into()
+}
+fn default_ca_key() -> PathBuf {
+    "ca-key.pem".into()
+}
+fn default_server_cert() -> PathBuf {
+    "server.pem".into()
+}
+fn default_server_key() -> PathBuf {
+    "server-key.pem".into()
+}
+fn default_cert_lifetime() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+fn default_token_ttl() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+fn default_report_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_cache_bytes() -> u64 {
+    32 * 1024 * 1024
+}
+
+impl CollectorConfig {
+    pub fn new(grpc_listen: SocketAddr, http_listen: SocketAddr) -> Self {
+        Self {
+            grpc_listen,
+            http_listen,
+            data: default_data(),
+            ca_cert: default_ca_cert(),
+            ca_key: default_ca_key(),
+            server_cert: default_server_cert(),
+            server_key: default_server_key(),
+            device_cert_lifetime: default_cert_lifetime(),
+            token_ttl: default_token_ttl(),
+            report_interval: default_report_interval(),
+            sled_cache_bytes: default_cache_bytes(),
+        }
+    }
+
+    /// Reads the file and makes its relative paths absolute.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("read collector config {}", path.display()))?;
+        let mut config: Self =
+            toml::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        for p in [
+            &mut config.data,
+            &mut config.ca_cert,
+            &mut config.ca_key,
+            &mut config.server_cert,
+            &mut config.server_key,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if config.device_cert_lifetime < Duration::from_secs(60) {
+            anyhow::bail!(
+                "{}: device_cert_lifetime must be at least 60s",
+                path.display()
+            );
+        }
+        if config.report_interval.is_zero() {
+            anyhow::bail!("{}: report_interval must be positive", path.display());
+        }
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(toml::to_string(self)?)
+    }
+}
+
+/// Durations as humantime strings ("30s", "7d") in TOML.
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_resolves_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = CollectorConfig::new(
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        config.device_cert_lifetime = Duration::from_secs(60);
+        let path = dir.path().join("collector.toml");
+        std::fs::write(&path, config.to_toml().unwrap()).unwrap();
+        let loaded = CollectorConfig::load(&path).unwrap();
+        assert_eq!(loaded.ca_cert, dir.path().join("ca.pem"));
+        assert_eq!(loaded.device_cert_lifetime, Duration::from_secs(60));
+        assert_eq!(loaded.token_ttl, Duration::from_secs(7 * 24 * 3600));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("collector.toml");
+        std::fs::write(
+            &path,
+            "grpc_listen = \"127.0.0.1:1\"\nhttp_listen = \"127.0.0.1:2\"\ngrpc_lsiten = \"x\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", CollectorConfig::load(&path).unwrap_err());
+        assert!(err.contains("grpc_lsiten"), "{err}");
+    }
+}

@@ -1,0 +1,135 @@
+//! `vakt-collector serve`: wires TLS, the gRPC services, health, reflection and
+//! the HTTP endpoint around one store.
+
+use crate::ca::CertificateAuthority;
+use crate::config::CollectorConfig;
+use crate::metrics::Metrics;
+use crate::service::admin::AdminService;
+use crate::service::enroll::EnrollmentService;
+use crate::service::telemetry::TelemetryService;
+use crate::service::{Shared, SharedRef};
+use crate::store::Store;
+use anyhow::{Context, Result};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use vakt_proto::v1::admin_server::AdminServer;
+use vakt_proto::v1::enrollment_server::EnrollmentServer;
+use vakt_proto::v1::telemetry_server::TelemetryServer;
+use vakt_proto::validate::MAX_MESSAGE_BYTES;
+
+/// A running collector's addresses, once it accepts connections.
+#[derive(Clone, Copy, Debug)]
+pub struct Bound {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// Serves until `shutdown` resolves, then drains and flushes. `on_bound` is
+/// called once both listeners are bound (the real ports, if 0 was asked).
+pub async fn serve(
+    config: CollectorConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_bound: impl FnOnce(Bound) + Send,
+) -> Result<()> {
+    let ca = CertificateAuthority::load(&config.ca_cert, &config.ca_key)?;
+    let server_cert = std::fs::read(&config.server_cert)
+        .with_context(|| format!("read server certificate {}", config.server_cert.display()))?;
+    let server_key = std::fs::read(&config.server_key)
+        .with_context(|| format!("read server key {}", config.server_key.display()))?;
+    let store = Store::open(&config.data, config.sled_cache_bytes)
+        .with_context(|| format!("open the database in {}", config.data.display()))?;
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(server_cert, server_key))
+        .client_ca_root(Certificate::from_pem(ca.ca_pem()))
+        // Enrollment and health work without a client certificate; every other
+        // RPC checks for one itself (service::peer_identity).
+        .client_auth_optional(true)
+        .timeout(std::time::Duration::from_secs(10));
+
+    let grpc_listener = TcpListener::bind(config.grpc_listen)
+        .await
+        .with_context(|| format!("listen for gRPC on {}", config.grpc_listen))?;
+    let http_listener = TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("listen for HTTP on {}", config.http_listen))?;
+    let bound = Bound {
+        grpc: grpc_listener.local_addr()?,
+        http: http_listener.local_addr()?,
+    };
+
+    let shared: SharedRef = Arc::new(Shared {
+        store,
+        ca,
+        config,
+        metrics: Metrics::default(),
+    });
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<EnrollmentServer<EnrollmentService>>()
+        .await;
+    health_reporter
+        .set_serving::<TelemetryServer<TelemetryService>>()
+        .await;
+    health_reporter
+        .set_serving::<AdminServer<AdminService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(vakt_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("build the reflection service")?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let http = tokio::spawn(crate::http::serve(
+        http_listener,
+        shared.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    let grpc = Server::builder()
+        .tls_config(tls)
+        .context("configure TLS")?
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(
+            EnrollmentServer::new(EnrollmentService {
+                shared: shared.clone(),
+            })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            TelemetryServer::new(TelemetryService {
+                shared: shared.clone(),
+            })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            AdminServer::new(AdminService {
+                shared: shared.clone(),
+            })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), stopped(stop_rx));
+    tracing::info!(grpc = %bound.grpc, http = %bound.http, "collector serving");
+    on_bound(bound);
+    let served = grpc.await.context("gRPC server");
+    if let Ok(Err(e)) = http.await {
+        tracing::warn!(error = %e, "HTTP endpoint stopped with an error");
+    }
+    // Whatever was acknowledged is already durable; this only shortens recovery.
+    shared.store.durable().await.context("final flush")?;
+    served
+}

@@ -1,0 +1,249 @@
+//! `Admin`: what ops staff and provisioning scripts call through `vaktctl`.
+//! Every RPC is authorized by `authz` before anything else happens.
+
+use super::{SharedRef, authorize};
+use crate::authz::AdminRpc;
+use crate::error::Error;
+use crate::fleet;
+use crate::store::{Registration, TokenRecord};
+use crate::tokens;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tonic::{Request, Response, Status};
+use vakt_proto::v1::admin_server::Admin;
+use vakt_proto::v1::{self, DeviceClass, DeviceStatus};
+use vakt_proto::{now_unix_ms, validate};
+
+pub struct AdminService {
+    pub shared: SharedRef,
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn register_device(
+        &self,
+        request: Request<v1::RegisterDeviceRequest>,
+    ) -> Result<Response<v1::RegisterDeviceResponse>, Status> {
+        let (who, _) = authorize(&request, AdminRpc::RegisterDevice)?;
+        let req = request.into_inner();
+        validate::register_device_request(&req).map_err(Error::from)?;
+        let shared = &self.shared;
+        let now = now_unix_ms();
+        let ttl = if req.token_ttl_seconds == 0 {
+            shared.config.token_ttl
+        } else {
+            Duration::from_secs(req.token_ttl_seconds)
+        };
+        let expires_at_ms = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let token = tokens::generate();
+        let class = DeviceClass::try_from(req.class).unwrap_or(DeviceClass::Unspecified);
+        let registration = Registration {
+            serial: req.serial.trim().to_owned(),
+            product_uuid: req.product_uuid.trim().to_owned(),
+            machine_id: req.machine_id.trim().to_owned(),
+            model: req.model,
+            class: class.short_name().to_owned(),
+            department: req.department,
+            owner: req.owner,
+            labels: req
+                .labels
+                .into_iter()
+                .map(|a| (a.key, a.value))
+                .collect::<BTreeMap<_, _>>(),
+        };
+        let new_id = format!("d-{}", hex::encode(rand::random::<[u8; 8]>()));
+        let (record, created) = shared
+            .store
+            .register(
+                registration,
+                new_id,
+                token.id.clone(),
+                TokenRecord {
+                    device_id: String::new(),
+                    secret_sha256: token.secret_sha256,
+                    created_at_ms: now,
+                    expires_at_ms,
+                    used_at_ms: 0,
+                },
+            )
+            .await
+            .map_err(Error::from)?;
+        shared.store.durable().await.map_err(Error::from)?;
+        tracing::info!(device_id = %record.device_id, by = %who, created, "device registered");
+        Ok(Response::new(v1::RegisterDeviceResponse {
+            device_id: record.device_id,
+            token: token.token,
+            token_expires_at_unix_ms: expires_at_ms,
+            created,
+        }))
+    }
+
+    async fn list_devices(
+        &self,
+        request: Request<v1::ListDevicesRequest>,
+    ) -> Result<Response<v1::ListDevicesResponse>, Status> {
+        authorize(&request, AdminRpc::ListDevices)?;
+        let req = request.into_inner();
+        validate::list_devices_request(&req).map_err(Error::from)?;
+        let shared = &self.shared;
+        let now = now_unix_ms();
+        let class_filter = DeviceClass::try_from(req.class).unwrap_or(DeviceClass::Unspecified);
+        let mut devices = Vec::new();
+        for record in shared.store.devices().map_err(Error::from)? {
+            if !req.department.is_empty() && record.department != req.department {
+                continue;
+            }
+            if class_filter != DeviceClass::Unspecified && record.class != class_filter.short_name()
+            {
+                continue;
+            }
+            if !req
+                .labels
+                .iter()
+                .all(|l| record.labels.get(&l.key) == Some(&l.value))
+            {
+                continue;
+            }
+            let state = shared
+                .store
+                .ingest_state(&record.device_id)
+                .map_err(Error::from)?;
+            let status = fleet::status(&record, &state, now, shared.config.report_interval);
+            if req.status != DeviceStatus::Unspecified as i32 && status as i32 != req.status {
+                continue;
+            }
+            let inventory = shared
+                .store
+                .inventory(&record.device_id)
+                .map_err(Error::from)?;
+            devices.push(fleet::device_view(
+                &record,
+                &state,
+                inventory,
+                now,
+                shared.config.report_interval,
+            ));
+        }
+        devices.sort_by(|a, b| {
+            (a.hostname.is_empty(), &a.hostname, &a.device_id).cmp(&(
+                b.hostname.is_empty(),
+                &b.hostname,
+                &b.device_id,
+            ))
+        });
+        Ok(Response::new(v1::ListDevicesResponse { devices }))
+    }
+
+    async fn get_device(
+        &self,
+        request: Request<v1::GetDeviceRequest>,
+    ) -> Result<Response<v1::Device>, Status> {
+        authorize(&request, AdminRpc::GetDevice)?;
+        let req = request.into_inner();
+        validate::get_device_request(&req).map_err(Error::from)?;
+        Ok(Response::new(self.device_view(&req.device)?))
+    }
+
+    async fn query_metrics(
+        &self,
+        request: Request<v1::QueryMetricsRequest>,
+    ) -> Result<Response<v1::QueryMetricsResponse>, Status> {
+        authorize(&request, AdminRpc::QueryMetrics)?;
+        let req = request.into_inner();
+        let now = now_unix_ms();
+        validate::query_metrics_request(&req, now).map_err(Error::from)?;
+        let shared = &self.shared;
+        let device = shared
+            .store
+            .find_device(&req.device)
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::NotFound(format!("no device matches {:?}", req.device)))?;
+        let until = if req.until_unix_ms == 0 {
+            now
+        } else {
+            req.until_unix_ms
+        };
+        let mut series = shared
+            .store
+            .query_series(
+                &device.device_id,
+                &req.metric,
+                &req.attributes,
+                req.since_unix_ms,
+                until,
+                validate::MAX_QUERY_POINTS,
+            )
+            .map_err(Error::from)?;
+        if req.step_ms > 0 {
+            for s in &mut series {
+                s.points = average_per_step(&s.points, req.step_ms);
+            }
+        }
+        Ok(Response::new(v1::QueryMetricsResponse {
+            device_id: device.device_id,
+            series,
+        }))
+    }
+}
+
+impl AdminService {
+    fn device_view(&self, needle: &str) -> Result<v1::Device, Error> {
+        let shared = &self.shared;
+        let record = shared
+            .store
+            .find_device(needle)?
+            .ok_or_else(|| Error::NotFound(format!("no device matches {needle:?}")))?;
+        let state = shared.store.ingest_state(&record.device_id)?;
+        let inventory = shared.store.inventory(&record.device_id)?;
+        Ok(fleet::device_view(
+            &record,
+            &state,
+            inventory,
+            now_unix_ms(),
+            shared.config.report_interval,
+        ))
+    }
+}
+
+/// One point per step bucket (aligned to multiples of `step_ms`): the mean of
+/// the samples in it, stamped with the bucket's start.
+fn average_per_step(points: &[v1::Point], step_ms: i64) -> Vec<v1::Point> {
+    let mut out: Vec<v1::Point> = Vec::new();
+    let mut count = 0u32;
+    for p in points {
+        let bucket = p.timestamp_unix_ms - p.timestamp_unix_ms.rem_euclid(step_ms);
+        match out.last_mut() {
+            Some(last) if last.timestamp_unix_ms == bucket => {
+                count += 1;
+                last.value += (p.value - last.value) / f64::from(count);
+            }
+            _ => {
+                out.push(v1::Point {
+                    timestamp_unix_ms: bucket,
+                    value: p.value,
+                });
+                count = 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_averages_align_to_bucket_starts() {
+        let pts = |v: &[(i64, f64)]| {
+            v.iter()
+                .map(|&(t, x)| v1::Point {
+                    timestamp_unix_ms: t,
+                    value: x,
+                })
+                .collect::<Vec<_>>()
+        };
+        let got = average_per_step(&pts(&[(1000, 1.0), (1500, 3.0), (2100, 5.0)]), 1000);
+        assert_eq!(got, pts(&[(1000, 2.0), (2000, 5.0)]));
+    }
+}

@@ -1,0 +1,161 @@
+//! `Telemetry`: the agents' long-lived report stream and certificate renewal.
+//!
+//! Per stream, batches that are already waiting are stored together and
+//! acknowledged with one durable flush (shared with every other stream by the
+//! store's group commit), so an agent that pipelines pays one fsync per group,
+//! not per batch.
+
+use super::{SharedRef, calling_device};
+use crate::error::Error;
+use crate::metrics::ResultLabel;
+use futures::FutureExt;
+use std::pin::Pin;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use vakt_proto::v1::telemetry_server::Telemetry;
+use vakt_proto::v1::{RenewCertificateRequest, RenewCertificateResponse, ReportAck, ReportBatch};
+use vakt_proto::{now_unix_ms, validate};
+
+/// Most batches stored before one acknowledgement.
+const MAX_GROUP: usize = 256;
+
+pub struct TelemetryService {
+    pub shared: SharedRef,
+}
+
+type AckStream = Pin<Box<dyn Stream<Item = Result<ReportAck, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Telemetry for TelemetryService {
+    type ReportStream = AckStream;
+
+    async fn report(
+        &self,
+        request: Request<Streaming<ReportBatch>>,
+    ) -> Result<Response<Self::ReportStream>, Status> {
+        let device = calling_device(&self.shared, &request)?;
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            shared.metrics.connected_agents.inc();
+            let device_id = device.device_id;
+            if let Err(status) = serve_stream(&shared, &device_id, inbound, &tx).await {
+                tracing::warn!(%device_id, code = ?status.code(), message = status.message(), "report stream ended with an error");
+                let _ = tx.send(Err(status)).await;
+            }
+            shared.metrics.connected_agents.dec();
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn renew_certificate(
+        &self,
+        request: Request<RenewCertificateRequest>,
+    ) -> Result<Response<RenewCertificateResponse>, Status> {
+        let device = calling_device(&self.shared, &request)?;
+        let req = request.into_inner();
+        validate::renew_request(&req).map_err(Error::from)?;
+        let shared = &self.shared;
+        let signed = shared
+            .ca
+            .sign_device_csr(
+                &req.csr_pem,
+                &device.device_id,
+                shared.config.device_cert_lifetime,
+            )
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        shared
+            .store
+            .update_device(&device.device_id, |d| {
+                d.cert_serial.clone_from(&signed.serial_hex);
+                d.cert_not_after_ms = signed.not_after_unix_ms;
+            })
+            .map_err(Error::from)?;
+        shared.store.durable().await.map_err(Error::from)?;
+        tracing::info!(device_id = %device.device_id, "certificate renewed");
+        Ok(Response::new(RenewCertificateResponse {
+            certificate_pem: signed.cert_pem,
+            ca_chain_pem: shared.ca.ca_pem().to_owned(),
+            certificate_not_after_unix_ms: signed.not_after_unix_ms,
+        }))
+    }
+}
+
+async fn serve_stream(
+    shared: &SharedRef,
+    device_id: &str,
+    mut inbound: Streaming<ReportBatch>,
+    acks: &mpsc::Sender<Result<ReportAck, Status>>,
+) -> Result<(), Status> {
+    let mut ended = false;
+    while !ended {
+        let Some(first) = inbound.message().await? else {
+            break;
+        };
+        let started = Instant::now();
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match inbound.message().now_or_never() {
+                Some(Ok(Some(batch))) => group.push(batch),
+                Some(Ok(None)) => {
+                    ended = true;
+                    break;
+                }
+                Some(Err(status)) => return Err(status),
+                None => break,
+            }
+        }
+        let mut ack = ReportAck::default();
+        for batch in &group {
+            let now = now_unix_ms();
+            if let Err(e) = validate::report_batch(batch, now) {
+                shared
+                    .metrics
+                    .reports
+                    .get_or_create(&ResultLabel { result: "rejected" })
+                    .inc();
+                // Acknowledge what was stored before the bad batch, then refuse it.
+                if ack.acked_sequence > 0 {
+                    shared.store.durable().await.map_err(Error::from)?;
+                    let _ = acks.send(Ok(ack)).await;
+                }
+                return Err(Status::invalid_argument(format!(
+                    "batch {}: {e}",
+                    batch.sequence
+                )));
+            }
+            let ingested = shared
+                .store
+                .ingest(device_id, batch, now)
+                .map_err(Error::from)?;
+            let result = if ingested.stored {
+                "stored"
+            } else {
+                "duplicate"
+            };
+            shared
+                .metrics
+                .reports
+                .get_or_create(&ResultLabel { result })
+                .inc();
+            if ingested.stored {
+                shared.metrics.samples.inc_by(batch.samples.len() as u64);
+            }
+            ack.acked_sequence = ingested.acked_sequence;
+            ack.send_full_inventory |= ingested.need_inventory;
+        }
+        shared.store.durable().await.map_err(Error::from)?;
+        shared
+            .metrics
+            .ack_latency
+            .observe(started.elapsed().as_secs_f64());
+        if acks.send(Ok(ack)).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,551 @@
+//! Storage: the one place that knows sled. The gRPC services call these
+//! methods and never touch trees themselves.
+//!
+//! Trees (a fixed, small set): `devices` (registration and enrollment
+//! records), `index` (serial / product UUID / machine id → device id),
+//! `tokens` (token id → hashed one-time secret) and `telemetry` (ingest state,
+//! inventory and samples; see `series`). Writes here are not durable until
+//! `durable()` returns: callers that acknowledge something await it first.
+
+mod flush;
+pub mod series;
+
+use flush::{FlushError, Flusher};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+use vakt_proto::v1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error(transparent)]
+    Flush(#[from] FlushError),
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("query would return more than {0} points; use a larger step or a shorter range")]
+    TooManyPoints(usize),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What ops registered about a device, and what enrollment added.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct DeviceRecord {
+    pub device_id: String,
+    pub serial: String,
+    pub product_uuid: String,
+    pub machine_id: String,
+    pub model: String,
+    pub class: String,
+    pub department: String,
+    pub owner: String,
+    pub labels: BTreeMap<String, String>,
+    pub registered_at_ms: i64,
+    /// The token that may enroll this device now (None once used).
+    pub token_id: Option<String>,
+    pub enrolled_at_ms: i64,
+    /// Hostname as the device reported it at enrollment.
+    pub enrolled_hostname: String,
+    pub cert_serial: String,
+    pub cert_not_after_ms: i64,
+    pub revoked_at_ms: i64,
+}
+
+/// A one-time enrollment token, stored only as the hash of its secret.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TokenRecord {
+    pub device_id: String,
+    pub secret_sha256: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub used_at_ms: i64,
+}
+
+/// Per-device state that changes with every report; written in the same
+/// atomic batch as the report's samples so it can never disagree with them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct IngestState {
+    pub last_sequence: u64,
+    pub last_seen_ms: i64,
+    pub last_event: i32,
+    pub last_event_ms: i64,
+    pub hostname: String,
+    #[serde(with = "hex_bytes")]
+    pub inventory_hash: Vec<u8>,
+    pub dropped_reports_total: u64,
+}
+
+/// The result of ingesting one batch.
+#[derive(Debug, PartialEq)]
+pub struct Ingested {
+    /// The highest sequence stored for the device (after this batch).
+    pub acked_sequence: u64,
+    /// False when the batch was a resend of an already stored sequence.
+    pub stored: bool,
+    /// The collector lacks the inventory whose hash the batch carries.
+    pub need_inventory: bool,
+}
+
+pub struct Store {
+    db: sled::Db,
+    devices: sled::Tree,
+    index: sled::Tree,
+    tokens: sled::Tree,
+    telemetry: sled::Tree,
+    flusher: Flusher,
+    /// Serializes the read-modify-write of one device's ingest state (a device
+    /// normally has one stream, but a cloned identity may have two).
+    ingest_locks: Vec<Mutex<()>>,
+    /// Registrations are rare; one lock keeps "same serial → same device" exact.
+    registration_lock: tokio::sync::Mutex<()>,
+}
+
+const INGEST_LOCK_STRIPES: usize = 64;
+
+/// A new or updated registration.
+#[derive(Clone, Debug, Default)]
+pub struct Registration {
+    pub serial: String,
+    pub product_uuid: String,
+    pub machine_id: String,
+    pub model: String,
+    pub class: String,
+    pub department: String,
+    pub owner: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Store {
+    /// Opens (or creates) the database. Must run inside a tokio runtime: it
+    /// starts the flusher task.
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        Ok(Self {
+            devices: db.open_tree("devices")?,
+            index: db.open_tree("index")?,
+            tokens: db.open_tree("tokens")?,
+            telemetry: db.open_tree("telemetry")?,
+            flusher: Flusher::start(db.clone()),
+            ingest_locks: (0..INGEST_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            registration_lock: tokio::sync::Mutex::new(()),
+            db,
+        })
+    }
+
+    /// Waits until every write made before this call is on disk.
+    pub async fn durable(&self) -> Result<()> {
+        Ok(self.flusher.durable().await?)
+    }
+
+    /// Flushes and releases the database, so it can be opened again in this
+    /// process (sled holds a file lock until every handle is gone).
+    pub async fn close(self) -> Result<()> {
+        let Store { db, flusher, .. } = self;
+        flusher.shutdown().await;
+        db.flush_async().await?;
+        Ok(())
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    // ---- devices and registrations ----
+
+    pub fn device(&self, device_id: &str) -> Result<Option<DeviceRecord>> {
+        self.devices
+            .get(device_id)?
+            .map(|v| decode_json(device_id, &v))
+            .transpose()
+    }
+
+    pub fn devices(&self) -> Result<Vec<DeviceRecord>> {
+        self.devices
+            .iter()
+            .map(|item| {
+                let (k, v) = item?;
+                decode_json(&String::from_utf8_lossy(&k), &v)
+            })
+            .collect()
+    }
+
+    /// Finds a device by id, serial, product UUID, machine id or hostname.
+    pub fn find_device(&self, needle: &str) -> Result<Option<DeviceRecord>> {
+        if let Some(device) = self.device(needle)? {
+            return Ok(Some(device));
+        }
+        for kind in ["serial", "uuid", "mid"] {
+            if let Some(id) = self.index.get(index_key(kind, needle))? {
+                return self.device(&String::from_utf8_lossy(&id));
+            }
+        }
+        for device in self.devices()? {
+            let state = self.ingest_state(&device.device_id)?;
+            if state.hostname == needle || device.enrolled_hostname == needle {
+                return Ok(Some(device));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Registers a device, or updates the one registered with the same serial
+    /// (product UUID, machine id), and gives it a new token; the old token of
+    /// that device stops working. Returns the record and whether it is new.
+    pub async fn register(
+        &self,
+        registration: Registration,
+        new_device_id: String,
+        token_id: String,
+        token: TokenRecord,
+    ) -> Result<(DeviceRecord, bool)> {
+        let _guard = self.registration_lock.lock().await;
+        let mut existing = None;
+        for (kind, value) in registration.identifiers() {
+            if let Some(id) = self.index.get(index_key(kind, value))? {
+                existing = self.device(&String::from_utf8_lossy(&id))?;
+                if existing.is_some() {
+                    break;
+                }
+            }
+        }
+        let created = existing.is_none();
+        let mut record = existing.unwrap_or_else(|| DeviceRecord {
+            device_id: new_device_id,
+            registered_at_ms: token.created_at_ms,
+            ..Default::default()
+        });
+        let old_token = record.token_id.replace(token_id.clone());
+        record.serial = registration.serial.clone();
+        record.product_uuid = registration.product_uuid.clone();
+        record.machine_id = registration.machine_id.clone();
+        record.model = registration.model;
+        record.class = registration.class;
+        record.department = registration.department;
+        record.owner = registration.owner;
+        record.labels = registration.labels;
+        let token = TokenRecord {
+            device_id: record.device_id.clone(),
+            ..token
+        };
+        let device_json = encode_json(&record);
+        let token_json = encode_json(&token);
+        let identifiers: Vec<Vec<u8>> = [
+            ("serial", &record.serial),
+            ("uuid", &record.product_uuid),
+            ("mid", &record.machine_id),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| index_key(k, v))
+        .collect();
+        let device_id = record.device_id.clone();
+        (&self.devices, &self.index, &self.tokens)
+            .transaction(|(devices, index, tokens)| {
+                if let Some(old) = &old_token {
+                    tokens.remove(old.as_bytes())?;
+                }
+                tokens.insert(token_id.as_bytes(), token_json.as_slice())?;
+                devices.insert(device_id.as_bytes(), device_json.as_slice())?;
+                for key in &identifiers {
+                    index.insert(key.as_slice(), device_id.as_bytes())?;
+                }
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(flatten_tx)?;
+        Ok((record, created))
+    }
+
+    /// Applies `change` to a device record atomically; `None` if it is unknown.
+    pub fn update_device(
+        &self,
+        device_id: &str,
+        change: impl Fn(&mut DeviceRecord),
+    ) -> Result<Option<DeviceRecord>> {
+        let mut updated = None;
+        self.devices.fetch_and_update(device_id, |old| {
+            let mut record: DeviceRecord = serde_json::from_slice(old?).ok()?;
+            change(&mut record);
+            let bytes = encode_json(&record);
+            updated = Some(record);
+            Some(bytes)
+        })?;
+        Ok(updated)
+    }
+
+    pub fn token(&self, token_id: &str) -> Result<Option<TokenRecord>> {
+        self.tokens
+            .get(token_id)?
+            .map(|v| decode_json(token_id, &v))
+            .transpose()
+    }
+
+    /// Marks the token used and records the enrollment, atomically: of two
+    /// concurrent enrollments with one token, exactly one gets `Ok(Some)`.
+    pub fn complete_enrollment(
+        &self,
+        token_id: &str,
+        now_ms: i64,
+        enrolled: impl Fn(&mut DeviceRecord),
+    ) -> Result<Option<DeviceRecord>> {
+        let outcome = (&self.tokens, &self.devices).transaction(|(tokens, devices)| {
+            let Some(raw) = tokens.get(token_id.as_bytes())? else {
+                return Ok(None);
+            };
+            let mut token: TokenRecord =
+                decode_json(token_id, &raw).map_err(ConflictableTransactionError::Abort)?;
+            if token.used_at_ms != 0 || token.expires_at_ms <= now_ms {
+                return Ok(None);
+            }
+            token.used_at_ms = now_ms;
+            let Some(raw) = devices.get(token.device_id.as_bytes())? else {
+                return Ok(None);
+            };
+            let mut device: DeviceRecord =
+                decode_json(&token.device_id, &raw).map_err(ConflictableTransactionError::Abort)?;
+            if device.token_id.as_deref() != Some(token_id) {
+                return Ok(None);
+            }
+            device.token_id = None;
+            enrolled(&mut device);
+            tokens.insert(token_id.as_bytes(), encode_json(&token))?;
+            devices.insert(device.device_id.as_bytes(), encode_json(&device))?;
+            Ok(Some(device))
+        });
+        match outcome {
+            Ok(device) => Ok(device),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    // ---- telemetry ----
+
+    pub fn ingest_state(&self, device_id: &str) -> Result<IngestState> {
+        Ok(self
+            .telemetry
+            .get(series::state_key(device_id))?
+            .map(|v| decode_json(device_id, &v))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    pub fn inventory(&self, device_id: &str) -> Result<Option<v1::Inventory>> {
+        self.telemetry
+            .get(series::inventory_key(device_id))?
+            .map(|v| {
+                v1::Inventory::decode(v.as_ref()).map_err(|e| StoreError::Corrupt {
+                    key: format!("inventory of {device_id}"),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    /// Stores one validated batch for a device (not yet durable). A batch whose
+    /// sequence is not above the stored one is a resend: nothing is written.
+    pub fn ingest(
+        &self,
+        device_id: &str,
+        batch: &v1::ReportBatch,
+        now_ms: i64,
+    ) -> Result<Ingested> {
+        let stripe = stripe_of(device_id);
+        let _guard = self.ingest_locks[stripe]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.ingest_state(device_id)?;
+        if batch.sequence <= state.last_sequence {
+            return Ok(Ingested {
+                acked_sequence: state.last_sequence,
+                stored: false,
+                need_inventory: false,
+            });
+        }
+        let mut writes = sled::Batch::default();
+        let batch_ts = batch.collected_at_unix_ms;
+        let mut last_series: Option<(String, Vec<v1::Attribute>, Vec<u8>)> = None;
+        for sample in &batch.samples {
+            let ts = if sample.timestamp_unix_ms == 0 {
+                batch_ts
+            } else {
+                sample.timestamp_unix_ms
+            };
+            // Agents send a series' samples together; reuse its encoded key.
+            let reuse = matches!(&last_series, Some((m, a, _)) if *m == sample.metric && *a == sample.attributes);
+            if !reuse {
+                let key = series::series_key(device_id, &sample.metric, &sample.attributes);
+                last_series = Some((sample.metric.clone(), sample.attributes.clone(), key));
+            }
+            if let Some((_, _, key)) = &last_series {
+                writes.insert(series::sample_key(key, ts), &sample.value.to_be_bytes()[..]);
+            }
+        }
+        if let Some(inventory) = &batch.inventory {
+            let hash = vakt_proto::inventory_hash(inventory);
+            writes.insert(series::inventory_key(device_id), inventory.encode_to_vec());
+            state.inventory_hash = hash;
+            if !inventory.hostname.is_empty() {
+                state.hostname.clone_from(&inventory.hostname);
+            }
+        }
+        for event in &batch.events {
+            if event.at_unix_ms >= state.last_event_ms {
+                state.last_event = event.kind;
+                state.last_event_ms = event.at_unix_ms;
+            }
+        }
+        state.last_sequence = batch.sequence;
+        state.last_seen_ms = now_ms;
+        state.dropped_reports_total = state
+            .dropped_reports_total
+            .saturating_add(batch.dropped_reports);
+        writes.insert(series::state_key(device_id), encode_json(&state));
+        self.telemetry.apply_batch(writes)?;
+        let need_inventory =
+            !batch.inventory_hash.is_empty() && batch.inventory_hash != state.inventory_hash;
+        Ok(Ingested {
+            acked_sequence: state.last_sequence,
+            stored: true,
+            need_inventory,
+        })
+    }
+
+    /// Every series of `metric` for the device whose attributes include
+    /// `filter`, with samples in `[since_ms, until_ms]`, in time order.
+    pub fn query_series(
+        &self,
+        device_id: &str,
+        metric: &str,
+        filter: &[v1::Attribute],
+        since_ms: i64,
+        until_ms: i64,
+        max_points: usize,
+    ) -> Result<Vec<v1::Series>> {
+        let prefix = series::metric_prefix(device_id, metric);
+        let mut out = Vec::new();
+        let mut points_total = 0usize;
+        let mut cursor = prefix.clone();
+        loop {
+            let Some(first) = self.telemetry.range(cursor.clone()..).next() else {
+                break;
+            };
+            let (key, _) = first?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let Some(nul) = key[prefix.len()..].iter().position(|b| *b == 0) else {
+                return Err(StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    reason: "sample key without series terminator".into(),
+                });
+            };
+            let series_end = prefix.len() + nul + 1;
+            let series_key = key[..series_end].to_vec();
+            // The next series sorts after every key of this one.
+            cursor = series_key[..series_end - 1].to_vec();
+            cursor.push(1);
+            let attributes = series::decode_attributes(&series_key[prefix.len()..series_end - 1]);
+            if !filter.iter().all(|f| attributes.contains(f)) {
+                continue;
+            }
+            let from = series::sample_key(&series_key, since_ms);
+            let to = series::sample_key(&series_key, until_ms);
+            let mut points = Vec::new();
+            for item in self.telemetry.range(from..=to) {
+                let (k, v) = item?;
+                let (Some(ts), Some(value)) = (
+                    series::decode_timestamp(&k[series_end..]),
+                    series::decode_value(&v),
+                ) else {
+                    continue;
+                };
+                points_total += 1;
+                if points_total > max_points {
+                    return Err(StoreError::TooManyPoints(max_points));
+                }
+                points.push(v1::Point {
+                    timestamp_unix_ms: ts,
+                    value,
+                });
+            }
+            if !points.is_empty() {
+                out.push(v1::Series {
+                    metric: metric.to_owned(),
+                    attributes,
+                    points,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Registration {
+    fn identifiers(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("serial", self.serial.as_str()),
+            ("uuid", self.product_uuid.as_str()),
+            ("mid", self.machine_id.as_str()),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+    }
+}
+
+fn index_key(kind: &str, value: &str) -> Vec<u8> {
+    [kind.as_bytes(), b"/", value.as_bytes()].concat()
+}
+
+fn stripe_of(device_id: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    device_id.hash(&mut h);
+    (h.finish() % INGEST_LOCK_STRIPES as u64) as usize
+}
+
+fn encode_json<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode_json<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn flatten_tx(err: TransactionError<()>) -> StoreError {
+    match err {
+        TransactionError::Abort(()) => StoreError::Corrupt {
+            key: "transaction".into(),
+            reason: "aborted".into(),
+        },
+        TransactionError::Storage(e) => e.into(),
+    }
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,188 @@
+use super::*;
+
+fn token(now: i64) -> TokenRecord {
+    TokenRecord {
+        device_id: String::new(),
+        secret_sha256: "00".into(),
+        created_at_ms: now,
+        expires_at_ms: now + 1000,
+        used_at_ms: 0,
+    }
+}
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
+    (dir, store)
+}
+
+fn batch(sequence: u64, ts: i64, value: f64) -> v1::ReportBatch {
+    v1::ReportBatch {
+        sequence,
+        collected_at_unix_ms: ts,
+        samples: vec![
+            v1::Sample {
+                metric: "system.cpu.utilization".into(),
+                value,
+                ..Default::default()
+            },
+            v1::Sample {
+                metric: "system.filesystem.utilization".into(),
+                attributes: vec![v1::Attribute {
+                    key: "mountpoint".into(),
+                    value: "/".into(),
+                }],
+                value: value / 2.0,
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn the_same_serial_registers_one_device_and_a_new_token_replaces_the_old() {
+    let (_dir, store) = open();
+    let reg = Registration {
+        serial: "SN1".into(),
+        ..Default::default()
+    };
+    let (first, created) = store
+        .register(reg.clone(), "d-1".into(), "t1".into(), token(10))
+        .await
+        .unwrap();
+    assert!(created);
+    let (second, created) = store
+        .register(reg, "d-2".into(), "t2".into(), token(20))
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(first.device_id, second.device_id);
+    assert_eq!(store.devices().unwrap().len(), 1);
+    assert!(store.token("t1").unwrap().is_none());
+    assert_eq!(store.token("t2").unwrap().unwrap().device_id, "d-1");
+    assert_eq!(store.find_device("SN1").unwrap().unwrap().device_id, "d-1");
+}
+
+#[tokio::test]
+async fn a_token_completes_exactly_one_enrollment() {
+    let (_dir, store) = open();
+    let reg = Registration {
+        machine_id: "m".into(),
+        ..Default::default()
+    };
+    store
+        .register(reg, "d-1".into(), "t1".into(), token(10))
+        .await
+        .unwrap();
+    let set = |d: &mut DeviceRecord| d.enrolled_at_ms = 11;
+    assert!(store.complete_enrollment("t1", 11, set).unwrap().is_some());
+    assert!(store.complete_enrollment("t1", 12, set).unwrap().is_none());
+    assert!(
+        store
+            .complete_enrollment("nope", 12, set)
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn an_expired_token_enrolls_nothing() {
+    let (_dir, store) = open();
+    let reg = Registration {
+        machine_id: "m".into(),
+        ..Default::default()
+    };
+    store
+        .register(reg, "d-1".into(), "t1".into(), token(10))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .complete_enrollment("t1", 5000, |_| {})
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.device("d-1").unwrap().unwrap().enrolled_at_ms, 0);
+}
+
+#[tokio::test]
+async fn a_resent_sequence_is_acknowledged_but_not_stored_twice() {
+    let (_dir, store) = open();
+    let first = store.ingest("d-1", &batch(1, 1000, 0.5), 1000).unwrap();
+    assert_eq!(first.acked_sequence, 1);
+    assert!(first.stored);
+    let again = store.ingest("d-1", &batch(1, 1500, 0.9), 1500).unwrap();
+    assert_eq!(again.acked_sequence, 1);
+    assert!(!again.stored);
+    store.ingest("d-1", &batch(2, 2000, 0.7), 2000).unwrap();
+    store.durable().await.unwrap();
+    let series = store
+        .query_series("d-1", "system.cpu.utilization", &[], 0, 10_000, 100)
+        .unwrap();
+    assert_eq!(series.len(), 1);
+    let points: Vec<(i64, f64)> = series[0]
+        .points
+        .iter()
+        .map(|p| (p.timestamp_unix_ms, p.value))
+        .collect();
+    assert_eq!(points, vec![(1000, 0.5), (2000, 0.7)]);
+    assert_eq!(store.ingest_state("d-1").unwrap().last_sequence, 2);
+}
+
+#[tokio::test]
+async fn queries_honour_range_attributes_and_point_cap() {
+    let (_dir, store) = open();
+    for i in 1..=10u64 {
+        store
+            .ingest("d-1", &batch(i, i as i64 * 1000, 0.1), i as i64 * 1000)
+            .unwrap();
+    }
+    store.ingest("d-2", &batch(1, 5000, 0.9), 5000).unwrap();
+    let fs = store
+        .query_series(
+            "d-1",
+            "system.filesystem.utilization",
+            &[v1::Attribute {
+                key: "mountpoint".into(),
+                value: "/".into(),
+            }],
+            3000,
+            5000,
+            100,
+        )
+        .unwrap();
+    assert_eq!(fs.len(), 1);
+    assert_eq!(fs[0].points.len(), 3);
+    let none = store
+        .query_series(
+            "d-1",
+            "system.filesystem.utilization",
+            &[v1::Attribute {
+                key: "mountpoint".into(),
+                value: "/home".into(),
+            }],
+            0,
+            i64::MAX,
+            100,
+        )
+        .unwrap();
+    assert!(none.is_empty());
+    assert!(matches!(
+        store.query_series("d-1", "system.cpu.utilization", &[], 0, 100_000, 5),
+        Err(StoreError::TooManyPoints(5))
+    ));
+}
+
+#[tokio::test]
+async fn data_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
+        store.ingest("d-1", &batch(7, 1000, 0.5), 1000).unwrap();
+        store.durable().await.unwrap();
+        store.close().await.unwrap();
+    }
+    let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
+    assert_eq!(store.ingest_state("d-1").unwrap().last_sequence, 7);
+}
