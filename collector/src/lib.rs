@@ -11,7 +11,24 @@ pub mod fleet;
 pub mod http;
 pub mod init;
 pub mod metrics;
+// quickstart: enabled once the agent library lands
 pub mod server;
 pub mod service;
 pub mod store;
 pub mod tokens;
+
+/// Resolves on Ctrl-C or SIGTERM (systemd's stop), whichever comes first.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
