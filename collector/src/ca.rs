@@ -46,6 +46,10 @@ pub struct CertificateAuthority {
 pub enum CsrError {
     #[error("the certificate signing request does not parse or its signature is invalid: {0}")]
     Invalid(String),
+    #[error(
+        "the certificate signing request asks for subject alternative names; the collector names certificates itself, so send a CSR without them"
+    )]
+    ClaimsNames,
 }
 
 impl CertificateAuthority {
@@ -139,6 +143,21 @@ impl CertificateAuthority {
         })
     }
 
+    /// Signs an admin credential's CSR (the key stays with its holder).
+    pub fn sign_admin_csr(
+        &self,
+        csr_pem: &str,
+        name: &str,
+        role: Role,
+        lifetime: Duration,
+    ) -> Result<Signed, CsrError> {
+        let identity = Identity::Admin {
+            name: name.to_owned(),
+            role,
+        };
+        self.sign_csr(csr_pem, &identity, name, lifetime)
+    }
+
     /// Signs a device's CSR. Only the CSR's public key is used.
     pub fn sign_device_csr(
         &self,
@@ -146,12 +165,28 @@ impl CertificateAuthority {
         device_id: &str,
         lifetime: Duration,
     ) -> Result<Signed, CsrError> {
-        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
-            .map_err(|e| CsrError::Invalid(e.to_string()))?;
         let identity = Identity::Device {
             device_id: device_id.to_owned(),
         };
-        let params = client_params(&identity, device_id, lifetime)
+        self.sign_csr(csr_pem, &identity, device_id, lifetime)
+    }
+
+    fn sign_csr(
+        &self,
+        csr_pem: &str,
+        identity: &Identity,
+        common_name: &str,
+        lifetime: Duration,
+    ) -> Result<Signed, CsrError> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| CsrError::Invalid(e.to_string()))?;
+        // The collector names certificates itself. A CSR that asks for names
+        // is refused rather than silently rewritten, so an attempt to claim
+        // another identity is visible.
+        if !csr.params.subject_alt_names.is_empty() {
+            return Err(CsrError::ClaimsNames);
+        }
+        let params = client_params(identity, common_name, lifetime)
             .map_err(|e| CsrError::Invalid(e.to_string()))?;
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)
@@ -211,13 +246,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_csr_claiming_another_identity_is_refused() {
+        let (ca, _) = CertificateAuthority::create("test CA").unwrap();
+        let device_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.subject_alt_names.push(SanType::URI(
+            "vakt://device/d-ffffffffffffffff".try_into().unwrap(),
+        ));
+        let csr = params
+            .serialize_request(&device_key)
+            .unwrap()
+            .pem()
+            .unwrap();
+        assert!(matches!(
+            ca.sign_device_csr(&csr, "d-0011223344556677", Duration::from_secs(3600)),
+            Err(CsrError::ClaimsNames)
+        ));
+    }
+
+    #[test]
     fn device_certificate_names_the_device_not_the_csr_subject() {
         let (ca, _) = CertificateAuthority::create("test CA").unwrap();
         let device_key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec!["evil.example".to_string()]).unwrap();
-        params.subject_alt_names.push(SanType::URI(
-            "vakt://admin/admin/mallory".try_into().unwrap(),
-        ));
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "d-ffffffffffffffff");
         let csr = params
             .serialize_request(&device_key)
             .unwrap()

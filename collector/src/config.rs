@@ -42,6 +42,29 @@ pub struct CollectorConfig {
     /// sled page cache. sled's memory use is a multiple of this, so keep it small.
     #[serde(default = "default_cache_bytes")]
     pub sled_cache_bytes: u64,
+    /// Enrollment attempts per second allowed from one source address (and its burst).
+    #[serde(default = "default_enroll_rate_per_address")]
+    pub enroll_rate_per_address: f64,
+    #[serde(default = "default_enroll_burst_per_address")]
+    pub enroll_burst_per_address: f64,
+    /// Enrollment attempts per second allowed from everyone together (and its burst).
+    #[serde(default = "default_enroll_rate_global")]
+    pub enroll_rate_global: f64,
+    #[serde(default = "default_enroll_burst_global")]
+    pub enroll_burst_global: f64,
+}
+
+fn default_enroll_rate_per_address() -> f64 {
+    2.0
+}
+fn default_enroll_burst_per_address() -> f64 {
+    30.0
+}
+fn default_enroll_rate_global() -> f64 {
+    50.0
+}
+fn default_enroll_burst_global() -> f64 {
+    300.0
 }
 
 fn default_data() -> PathBuf {
@@ -86,6 +109,10 @@ impl CollectorConfig {
             token_ttl: default_token_ttl(),
             report_interval: default_report_interval(),
             sled_cache_bytes: default_cache_bytes(),
+            enroll_rate_per_address: default_enroll_rate_per_address(),
+            enroll_burst_per_address: default_enroll_burst_per_address(),
+            enroll_rate_global: default_enroll_rate_global(),
+            enroll_burst_global: default_enroll_burst_global(),
         }
     }
 
@@ -115,6 +142,16 @@ impl CollectorConfig {
                 "{}: device_cert_lifetime must be at least 60s",
                 path.display()
             );
+        }
+        for (name, value) in [
+            ("enroll_rate_per_address", config.enroll_rate_per_address),
+            ("enroll_burst_per_address", config.enroll_burst_per_address),
+            ("enroll_rate_global", config.enroll_rate_global),
+            ("enroll_burst_global", config.enroll_burst_global),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                anyhow::bail!("{}: {name} must be a positive number", path.display());
+            }
         }
         if config.report_interval.is_zero() {
             anyhow::bail!("{}: report_interval must be positive", path.display());

@@ -73,6 +73,16 @@ pub fn device_view(
         inventory,
         report_interval_seconds: u32::try_from(report_interval.as_secs()).unwrap_or(u32::MAX),
         last_event: state.last_event,
+        flags: record
+            .flags
+            .iter()
+            .map(|f| v1::DeviceFlag {
+                kind: f.kind.clone(),
+                at_unix_ms: f.at_ms,
+                detail: f.detail.clone(),
+            })
+            .collect(),
+        revoked_at_unix_ms: record.revoked_at_ms,
     }
 }
 

@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod http;
 pub mod init;
 pub mod metrics;
+pub mod ratelimit;
 // quickstart: enabled once the agent library lands
 pub mod server;
 pub mod service;

@@ -3,7 +3,6 @@
 
 use crate::ca::CertificateAuthority;
 use crate::config::CollectorConfig;
-use crate::metrics::Metrics;
 use crate::service::admin::AdminService;
 use crate::service::enroll::EnrollmentService;
 use crate::service::telemetry::TelemetryService;
@@ -61,12 +60,7 @@ pub async fn serve(
         http: http_listener.local_addr()?,
     };
 
-    let shared: SharedRef = Arc::new(Shared {
-        store,
-        ca,
-        config,
-        metrics: Metrics::default(),
-    });
+    let shared: SharedRef = Arc::new(Shared::new(store, ca, config));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter

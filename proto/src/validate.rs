@@ -36,6 +36,8 @@ pub const MAX_REPORT_INTERVAL_SECONDS: u32 = 24 * 3600;
 pub const MAX_QUERY_RANGE_MS: i64 = 400 * 24 * 3600 * 1000;
 pub const MAX_QUERY_POINTS: usize = 100_000;
 pub const MAX_TOKEN_TTL_SECONDS: u64 = 90 * 24 * 3600;
+pub const MAX_CREDENTIAL_LIFETIME_SECONDS: u64 = 5 * 365 * 24 * 3600;
+pub const MAX_AUDIT_RECORDS: usize = 100_000;
 
 /// An incoming message broke a rule: which field, and why. Becomes
 /// `INVALID_ARGUMENT` on the wire.
@@ -363,6 +365,48 @@ pub fn query_metrics_request(req: &v1::QueryMetricsRequest, now_ms: i64) -> Resu
     }
     if req.step_ms < 0 {
         return Err(fail("step_ms", "must not be negative"));
+    }
+    Ok(())
+}
+
+pub fn reenroll_device_request(req: &v1::ReenrollDeviceRequest) -> Result {
+    required_text("device", &req.device, MAX_TEXT_BYTES)?;
+    if req.token_ttl_seconds > MAX_TOKEN_TTL_SECONDS {
+        return Err(fail("token_ttl_seconds", "at most 90 days allowed"));
+    }
+    Ok(())
+}
+
+pub fn revoke_device_request(req: &v1::RevokeDeviceRequest) -> Result {
+    required_text("device", &req.device, MAX_TEXT_BYTES)?;
+    text("reason", &req.reason, MAX_TEXT_BYTES)
+}
+
+/// Credential names become part of a URI and of audit records.
+pub fn issue_credential_request(req: &v1::IssueCredentialRequest) -> Result {
+    required_text("name", &req.name, MAX_KEY_BYTES)?;
+    if !req
+        .name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+    {
+        return Err(fail("name", "only letters, digits, '-', '_', '.', '@' allowed"));
+    }
+    if req.role.parse::<crate::identity::Role>().is_err() {
+        return Err(fail("role", "must be viewer, operator, provisioner or admin"));
+    }
+    csr("csr_pem", &req.csr_pem)?;
+    if req.lifetime_seconds > MAX_CREDENTIAL_LIFETIME_SECONDS {
+        return Err(fail("lifetime_seconds", "at most 5 years allowed"));
+    }
+    Ok(())
+}
+
+pub fn list_audit_request(req: &v1::ListAuditRequest) -> Result {
+    text("action_prefix", &req.action_prefix, MAX_KEY_BYTES)?;
+    text("device_id", &req.device_id, MAX_DEVICE_ID_BYTES)?;
+    if req.limit as usize > MAX_AUDIT_RECORDS {
+        return Err(fail("limit", format!("at most {MAX_AUDIT_RECORDS} allowed")));
     }
     Ok(())
 }

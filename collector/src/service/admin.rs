@@ -1,15 +1,16 @@
 //! `Admin`: what ops staff and provisioning scripts call through `vaktctl`.
 //! Every RPC is authorized by `authz` before anything else happens.
 
-use super::{SharedRef, authorize};
+use super::{SharedRef, authorize, peer_of};
 use crate::authz::AdminRpc;
 use crate::error::Error;
 use crate::fleet;
-use crate::store::{Registration, TokenRecord};
+use crate::store::{AuditEntry, AuditFilter, Registration, TokenRecord};
 use crate::tokens;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
+use vakt_proto::identity::Role;
 use vakt_proto::v1::admin_server::Admin;
 use vakt_proto::v1::{self, DeviceClass, DeviceStatus};
 use vakt_proto::{now_unix_ms, validate};
@@ -24,7 +25,8 @@ impl Admin for AdminService {
         &self,
         request: Request<v1::RegisterDeviceRequest>,
     ) -> Result<Response<v1::RegisterDeviceResponse>, Status> {
-        let (who, _) = authorize(&request, AdminRpc::RegisterDevice)?;
+        let (who, role) = authorize(&request, AdminRpc::RegisterDevice)?;
+        let peer = peer_of(&request);
         let req = request.into_inner();
         validate::register_device_request(&req).map_err(Error::from)?;
         let shared = &self.shared;
@@ -34,7 +36,7 @@ impl Admin for AdminService {
         } else {
             Duration::from_secs(req.token_ttl_seconds)
         };
-        let expires_at_ms = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let expires_at_ms = expiry(now, ttl);
         let token = tokens::generate();
         let class = DeviceClass::try_from(req.class).unwrap_or(DeviceClass::Unspecified);
         let registration = Registration {
@@ -68,8 +70,36 @@ impl Admin for AdminService {
             )
             .await
             .map_err(Error::from)?;
+        let identifiers = [
+            ("serial", &record.serial),
+            ("product-uuid", &record.product_uuid),
+            ("machine-id", &record.machine_id),
+        ]
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+        shared.audit(AuditEntry {
+            at_ms: now,
+            actor: actor(&who, role),
+            action: "device.register".into(),
+            target: record.device_id.clone(),
+            outcome: "ok".into(),
+            detail: format!(
+                "{} {}; new token {} expires {}",
+                if created { "created" } else { "updated" },
+                if identifiers.is_empty() {
+                    "unbound".to_owned()
+                } else {
+                    identifiers
+                },
+                token.id,
+                expires_at_ms
+            ),
+            peer,
+        })?;
         shared.store.durable().await.map_err(Error::from)?;
-        tracing::info!(device_id = %record.device_id, by = %who, created, "device registered");
         Ok(Response::new(v1::RegisterDeviceResponse {
             device_id: record.device_id,
             token: token.token,
@@ -184,9 +214,198 @@ impl Admin for AdminService {
             series,
         }))
     }
+
+    async fn reenroll_device(
+        &self,
+        request: Request<v1::ReenrollDeviceRequest>,
+    ) -> Result<Response<v1::RegisterDeviceResponse>, Status> {
+        let (who, role) = authorize(&request, AdminRpc::ReenrollDevice)?;
+        let peer = peer_of(&request);
+        let req = request.into_inner();
+        validate::reenroll_device_request(&req).map_err(Error::from)?;
+        let shared = &self.shared;
+        let device = self.find(&req.device)?;
+        if device.revoked_at_ms != 0 {
+            return Err(Status::failed_precondition(format!(
+                "device {} is revoked; register the hardware again to give it a new identity",
+                device.device_id
+            )));
+        }
+        let now = now_unix_ms();
+        let ttl = if req.token_ttl_seconds == 0 {
+            shared.config.token_ttl
+        } else {
+            Duration::from_secs(req.token_ttl_seconds)
+        };
+        let expires_at_ms = expiry(now, ttl);
+        let token = tokens::generate();
+        shared
+            .store
+            .reissue_token(
+                &device.device_id,
+                &token.id,
+                TokenRecord {
+                    device_id: device.device_id.clone(),
+                    secret_sha256: token.secret_sha256,
+                    created_at_ms: now,
+                    expires_at_ms,
+                    used_at_ms: 0,
+                },
+            )
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::NotFound(format!("no device matches {:?}", req.device)))?;
+        shared.audit(AuditEntry {
+            at_ms: now,
+            actor: actor(&who, role),
+            action: "device.reenroll".into(),
+            target: device.device_id.clone(),
+            outcome: "ok".into(),
+            detail: format!("new token {} expires {expires_at_ms}", token.id),
+            peer,
+        })?;
+        shared.store.durable().await.map_err(Error::from)?;
+        Ok(Response::new(v1::RegisterDeviceResponse {
+            device_id: device.device_id,
+            token: token.token,
+            token_expires_at_unix_ms: expires_at_ms,
+            created: false,
+        }))
+    }
+
+    async fn revoke_device(
+        &self,
+        request: Request<v1::RevokeDeviceRequest>,
+    ) -> Result<Response<v1::RevokeDeviceResponse>, Status> {
+        let (who, role) = authorize(&request, AdminRpc::RevokeDevice)?;
+        let peer = peer_of(&request);
+        let req = request.into_inner();
+        validate::revoke_device_request(&req).map_err(Error::from)?;
+        let shared = &self.shared;
+        let device = self.find(&req.device)?;
+        let now = now_unix_ms();
+        let revoked = shared
+            .store
+            .revoke(&device.device_id, now)
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::NotFound(format!("no device matches {:?}", req.device)))?;
+        shared.audit(AuditEntry {
+            at_ms: now,
+            actor: actor(&who, role),
+            action: "device.revoke".into(),
+            target: revoked.device_id.clone(),
+            outcome: "ok".into(),
+            detail: format!(
+                "reason {:?}; denylisted {} certificate serial(s)",
+                req.reason,
+                revoked.issued_serials.len()
+            ),
+            peer,
+        })?;
+        shared.store.durable().await.map_err(Error::from)?;
+        // Only now, with the revocation durable: end the device's open streams.
+        let _ = shared.revocations.send(revoked.device_id.clone());
+        Ok(Response::new(v1::RevokeDeviceResponse {
+            device_id: revoked.device_id,
+            revoked_at_unix_ms: revoked.revoked_at_ms,
+            denylisted_certificate_serials: revoked.issued_serials,
+        }))
+    }
+
+    async fn issue_credential(
+        &self,
+        request: Request<v1::IssueCredentialRequest>,
+    ) -> Result<Response<v1::IssueCredentialResponse>, Status> {
+        let (who, role) = authorize(&request, AdminRpc::IssueCredential)?;
+        let peer = peer_of(&request);
+        let req = request.into_inner();
+        validate::issue_credential_request(&req).map_err(Error::from)?;
+        let shared = &self.shared;
+        let new_role: Role =
+            req.role
+                .parse()
+                .map_err(|e: vakt_proto::identity::IdentityError| {
+                    Status::invalid_argument(e.to_string())
+                })?;
+        let lifetime = if req.lifetime_seconds == 0 {
+            crate::ca::ADMIN_LIFETIME
+        } else {
+            Duration::from_secs(req.lifetime_seconds)
+        };
+        let signed = shared
+            .ca
+            .sign_admin_csr(&req.csr_pem, &req.name, new_role, lifetime)
+            .map_err(super::enroll::csr_error)?;
+        shared.audit(AuditEntry {
+            at_ms: now_unix_ms(),
+            actor: actor(&who, role),
+            action: "credential.issue".into(),
+            target: format!("{} ({new_role})", req.name),
+            outcome: "ok".into(),
+            detail: format!("certificate serial {}", signed.serial_hex),
+            peer,
+        })?;
+        shared.store.durable().await.map_err(Error::from)?;
+        Ok(Response::new(v1::IssueCredentialResponse {
+            certificate_pem: signed.cert_pem,
+            ca_pem: shared.ca.ca_pem().to_owned(),
+            not_after_unix_ms: signed.not_after_unix_ms,
+        }))
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<v1::ListAuditRequest>,
+    ) -> Result<Response<v1::ListAuditResponse>, Status> {
+        authorize(&request, AdminRpc::ListAudit)?;
+        let req = request.into_inner();
+        validate::list_audit_request(&req).map_err(Error::from)?;
+        let entries = self
+            .shared
+            .store
+            .list_audit(&AuditFilter {
+                since_ms: req.since_unix_ms,
+                action_prefix: req.action_prefix,
+                target: req.device_id,
+                limit: if req.limit == 0 {
+                    1000
+                } else {
+                    req.limit as usize
+                },
+            })
+            .map_err(Error::from)?;
+        Ok(Response::new(v1::ListAuditResponse {
+            records: entries
+                .into_iter()
+                .map(|e| v1::AuditRecord {
+                    at_unix_ms: e.at_ms,
+                    actor: e.actor,
+                    action: e.action,
+                    target: e.target,
+                    outcome: e.outcome,
+                    detail: e.detail,
+                    peer: e.peer,
+                })
+                .collect(),
+        }))
+    }
+}
+
+fn actor(name: &str, role: Role) -> String {
+    format!("admin:{name} ({role})")
+}
+
+fn expiry(now_ms: i64, ttl: Duration) -> i64 {
+    now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl AdminService {
+    fn find(&self, needle: &str) -> Result<crate::store::DeviceRecord, Error> {
+        self.shared
+            .store
+            .find_device(needle)?
+            .ok_or_else(|| Error::NotFound(format!("no device matches {needle:?}")))
+    }
+
     fn device_view(&self, needle: &str) -> Result<v1::Device, Error> {
         let shared = &self.shared;
         let record = shared

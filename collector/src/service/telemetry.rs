@@ -11,7 +11,7 @@ use crate::metrics::ResultLabel;
 use futures::FutureExt;
 use std::pin::Pin;
 use std::time::Instant;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -36,6 +36,9 @@ impl Telemetry for TelemetryService {
         &self,
         request: Request<Streaming<ReportBatch>>,
     ) -> Result<Response<Self::ReportStream>, Status> {
+        // Subscribe before the revocation check, so a revocation between the
+        // two cannot be missed.
+        let revocations = self.shared.revocations.subscribe();
         let device = calling_device(&self.shared, &request)?;
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
@@ -43,7 +46,12 @@ impl Telemetry for TelemetryService {
         tokio::spawn(async move {
             shared.metrics.connected_agents.inc();
             let device_id = device.device_id;
-            if let Err(status) = serve_stream(&shared, &device_id, inbound, &tx).await {
+            let stream = AgentStream {
+                shared: &shared,
+                device_id: &device_id,
+                revocations,
+            };
+            if let Err(status) = stream.serve(inbound, &tx).await {
                 tracing::warn!(%device_id, code = ?status.code(), message = status.message(), "report stream ended with an error");
                 let _ = tx.send(Err(status)).await;
             }
@@ -67,12 +75,15 @@ impl Telemetry for TelemetryService {
                 &device.device_id,
                 shared.config.device_cert_lifetime,
             )
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(super::enroll::csr_error)?;
         shared
             .store
             .update_device(&device.device_id, |d| {
-                d.cert_serial.clone_from(&signed.serial_hex);
-                d.cert_not_after_ms = signed.not_after_unix_ms;
+                crate::store::Store::record_certificate(
+                    d,
+                    &signed.serial_hex,
+                    signed.not_after_unix_ms,
+                );
             })
             .map_err(Error::from)?;
         shared.store.durable().await.map_err(Error::from)?;
@@ -85,77 +96,141 @@ impl Telemetry for TelemetryService {
     }
 }
 
-async fn serve_stream(
-    shared: &SharedRef,
-    device_id: &str,
-    mut inbound: Streaming<ReportBatch>,
-    acks: &mpsc::Sender<Result<ReportAck, Status>>,
-) -> Result<(), Status> {
-    let mut ended = false;
-    while !ended {
-        let Some(first) = inbound.message().await? else {
-            break;
-        };
-        let started = Instant::now();
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match inbound.message().now_or_never() {
-                Some(Ok(Some(batch))) => group.push(batch),
-                Some(Ok(None)) => {
-                    ended = true;
-                    break;
-                }
-                Some(Err(status)) => return Err(status),
-                None => break,
+struct AgentStream<'a> {
+    shared: &'a SharedRef,
+    device_id: &'a str,
+    revocations: broadcast::Receiver<String>,
+}
+
+impl AgentStream<'_> {
+    /// The next batch, or the end of the stream; ends it with
+    /// `PERMISSION_DENIED` as soon as the device is revoked.
+    async fn next(
+        &mut self,
+        inbound: &mut Streaming<ReportBatch>,
+    ) -> Result<Option<ReportBatch>, Status> {
+        loop {
+            tokio::select! {
+                message = inbound.message() => return message,
+                revoked = self.revocations.recv() => match revoked {
+                    Ok(id) if id == self.device_id => return Err(revoked_status(self.device_id)),
+                    Ok(_) => {}
+                    // Missed some: ask the store instead.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let revoked = self
+                            .shared
+                            .store
+                            .device(self.device_id)
+                            .map_err(Error::from)?
+                            .is_none_or(|d| d.revoked_at_ms != 0);
+                        if revoked {
+                            return Err(revoked_status(self.device_id));
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Err(Status::unavailable("collector is shutting down")),
+                },
             }
         }
-        let mut ack = ReportAck::default();
-        for batch in &group {
-            let now = now_unix_ms();
-            if let Err(e) = validate::report_batch(batch, now) {
+    }
+
+    async fn serve(
+        mut self,
+        mut inbound: Streaming<ReportBatch>,
+        acks: &mpsc::Sender<Result<ReportAck, Status>>,
+    ) -> Result<(), Status> {
+        let shared = self.shared;
+        let device_id = self.device_id;
+        let registration = shared.streams.open(device_id);
+        let mut ended = false;
+        while !ended {
+            let Some(first) = self.next(&mut inbound).await? else {
+                break;
+            };
+            let started = Instant::now();
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match inbound.message().now_or_never() {
+                    Some(Ok(Some(batch))) => group.push(batch),
+                    Some(Ok(None)) => {
+                        ended = true;
+                        break;
+                    }
+                    Some(Err(status)) => return Err(status),
+                    None => break,
+                }
+            }
+            if shared.streams.batch_arrived(device_id, registration.id) {
+                shared
+                    .flag_device(
+                        device_id,
+                        "clone-suspected",
+                        "two connections reporting at the same time with one identity".into(),
+                    )
+                    .await?;
+            }
+            let mut ack = ReportAck::default();
+            let mut clone_suspected = false;
+            for batch in &group {
+                let now = now_unix_ms();
+                if let Err(e) = validate::report_batch(batch, now) {
+                    shared
+                        .metrics
+                        .reports
+                        .get_or_create(&ResultLabel { result: "rejected" })
+                        .inc();
+                    // Acknowledge what was stored before the bad batch, then refuse it.
+                    if ack.acked_sequence > 0 {
+                        shared.store.durable().await.map_err(Error::from)?;
+                        let _ = acks.send(Ok(ack)).await;
+                    }
+                    return Err(Status::invalid_argument(format!(
+                        "batch {}: {e}",
+                        batch.sequence
+                    )));
+                }
+                let ingested = shared
+                    .store
+                    .ingest(device_id, batch, now)
+                    .map_err(Error::from)?;
+                let result = if ingested.stored {
+                    "stored"
+                } else {
+                    "duplicate"
+                };
                 shared
                     .metrics
                     .reports
-                    .get_or_create(&ResultLabel { result: "rejected" })
+                    .get_or_create(&ResultLabel { result })
                     .inc();
-                // Acknowledge what was stored before the bad batch, then refuse it.
-                if ack.acked_sequence > 0 {
-                    shared.store.durable().await.map_err(Error::from)?;
-                    let _ = acks.send(Ok(ack)).await;
+                if ingested.stored {
+                    shared.metrics.samples.inc_by(batch.samples.len() as u64);
                 }
-                return Err(Status::invalid_argument(format!(
-                    "batch {}: {e}",
-                    batch.sequence
-                )));
+                clone_suspected |= ingested.clone_suspected;
+                ack.acked_sequence = ingested.acked_sequence;
+                ack.send_full_inventory |= ingested.need_inventory;
             }
-            let ingested = shared
-                .store
-                .ingest(device_id, batch, now)
-                .map_err(Error::from)?;
-            let result = if ingested.stored {
-                "stored"
-            } else {
-                "duplicate"
-            };
+            if clone_suspected {
+                shared
+                    .flag_device(
+                        device_id,
+                        "clone-suspected",
+                        "sequence numbers went backwards with new data: another agent uses this identity".into(),
+                    )
+                    .await?;
+            }
+            shared.store.durable().await.map_err(Error::from)?;
             shared
                 .metrics
-                .reports
-                .get_or_create(&ResultLabel { result })
-                .inc();
-            if ingested.stored {
-                shared.metrics.samples.inc_by(batch.samples.len() as u64);
+                .ack_latency
+                .observe(started.elapsed().as_secs_f64());
+            if acks.send(Ok(ack)).await.is_err() {
+                break;
             }
-            ack.acked_sequence = ingested.acked_sequence;
-            ack.send_full_inventory |= ingested.need_inventory;
         }
-        shared.store.durable().await.map_err(Error::from)?;
-        shared
-            .metrics
-            .ack_latency
-            .observe(started.elapsed().as_secs_f64());
-        if acks.send(Ok(ack)).await.is_err() {
-            break;
-        }
+        Ok(())
     }
-    Ok(())
+}
+
+fn revoked_status(device_id: &str) -> Status {
+    Status::permission_denied(format!("device {device_id} is revoked"))
 }

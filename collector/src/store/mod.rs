@@ -55,7 +55,44 @@ pub struct DeviceRecord {
     pub cert_serial: String,
     pub cert_not_after_ms: i64,
     pub revoked_at_ms: i64,
+    /// Every certificate serial issued to this device (denylisted on revoke).
+    #[serde(default)]
+    pub issued_serials: Vec<String>,
+    #[serde(default)]
+    pub flags: Vec<Flag>,
 }
+
+/// A security finding about a device, shown to ops and kept for audit.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Flag {
+    pub kind: String,
+    pub at_ms: i64,
+    pub detail: String,
+}
+
+/// One line of the audit log.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct AuditEntry {
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: String,
+    pub peer: String,
+}
+
+/// Which audit entries to list.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub since_ms: i64,
+    pub action_prefix: String,
+    pub target: String,
+    pub limit: usize,
+}
+
+const MAX_ISSUED_SERIALS: usize = 64;
+const MAX_FLAGS: usize = 32;
 
 /// A one-time enrollment token, stored only as the hash of its secret.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -79,6 +116,10 @@ pub struct IngestState {
     #[serde(with = "hex_bytes")]
     pub inventory_hash: Vec<u8>,
     pub dropped_reports_total: u64,
+    /// The agent's collected_at of the newest stored batch: a resend carries an
+    /// older one, a cloned identity sending its own reports a newer one.
+    #[serde(default)]
+    pub last_collected_ms: i64,
 }
 
 /// The result of ingesting one batch.
@@ -90,6 +131,9 @@ pub struct Ingested {
     pub stored: bool,
     /// The collector lacks the inventory whose hash the batch carries.
     pub need_inventory: bool,
+    /// The sequence went backwards with fresh data: another agent is using
+    /// this identity.
+    pub clone_suspected: bool,
 }
 
 pub struct Store {
@@ -98,6 +142,8 @@ pub struct Store {
     index: sled::Tree,
     tokens: sled::Tree,
     telemetry: sled::Tree,
+    audit: sled::Tree,
+    denylist: sled::Tree,
     flusher: Flusher,
     /// Serializes the read-modify-write of one device's ingest state (a device
     /// normally has one stream, but a cloned identity may have two).
@@ -135,6 +181,8 @@ impl Store {
             index: db.open_tree("index")?,
             tokens: db.open_tree("tokens")?,
             telemetry: db.open_tree("telemetry")?,
+            audit: db.open_tree("audit")?,
+            denylist: db.open_tree("denylist")?,
             flusher: Flusher::start(db.clone()),
             ingest_locks: (0..INGEST_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             registration_lock: tokio::sync::Mutex::new(()),
@@ -212,7 +260,11 @@ impl Store {
         let mut existing = None;
         for (kind, value) in registration.identifiers() {
             if let Some(id) = self.index.get(index_key(kind, value))? {
-                existing = self.device(&String::from_utf8_lossy(&id))?;
+                // A revoked device keeps its identity for the record; the
+                // same hardware registered again gets a new one.
+                existing = self
+                    .device(&String::from_utf8_lossy(&id))?
+                    .filter(|d| d.revoked_at_ms == 0);
                 if existing.is_some() {
                     break;
                 }
@@ -321,11 +373,134 @@ impl Store {
             devices.insert(device.device_id.as_bytes(), encode_json(&device))?;
             Ok(Some(device))
         });
-        match outcome {
-            Ok(device) => Ok(device),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
+        flatten(outcome)
+    }
+
+    /// Gives an existing device a new one-time token; its previous token stops
+    /// working. `None` if the device is unknown.
+    pub fn reissue_token(
+        &self,
+        device_id: &str,
+        token_id: &str,
+        token: TokenRecord,
+    ) -> Result<Option<DeviceRecord>> {
+        let token = TokenRecord {
+            device_id: device_id.to_owned(),
+            ..token
+        };
+        let token_json = encode_json(&token);
+        let outcome = (&self.devices, &self.tokens).transaction(|(devices, tokens)| {
+            let Some(raw) = devices.get(device_id.as_bytes())? else {
+                return Ok(None);
+            };
+            let mut device: DeviceRecord =
+                decode_json(device_id, &raw).map_err(ConflictableTransactionError::Abort)?;
+            if let Some(old) = device.token_id.replace(token_id.to_owned()) {
+                tokens.remove(old.as_bytes())?;
+            }
+            tokens.insert(token_id.as_bytes(), token_json.as_slice())?;
+            devices.insert(device_id.as_bytes(), encode_json(&device))?;
+            Ok(Some(device))
+        });
+        flatten(outcome)
+    }
+
+    /// Revokes a device: marks it, drops its pending token and denylists every
+    /// certificate serial it was ever issued. Idempotent.
+    pub fn revoke(&self, device_id: &str, now_ms: i64) -> Result<Option<DeviceRecord>> {
+        let outcome = (&self.devices, &self.tokens, &self.denylist).transaction(
+            |(devices, tokens, denylist)| {
+                let Some(raw) = devices.get(device_id.as_bytes())? else {
+                    return Ok(None);
+                };
+                let mut device: DeviceRecord =
+                    decode_json(device_id, &raw).map_err(ConflictableTransactionError::Abort)?;
+                if device.revoked_at_ms == 0 {
+                    device.revoked_at_ms = now_ms;
+                }
+                if let Some(token) = device.token_id.take() {
+                    tokens.remove(token.as_bytes())?;
+                }
+                for serial in &device.issued_serials {
+                    denylist.insert(serial.as_bytes(), device_id.as_bytes())?;
+                }
+                devices.insert(device_id.as_bytes(), encode_json(&device))?;
+                Ok(Some(device))
+            },
+        );
+        flatten(outcome)
+    }
+
+    pub fn is_denylisted(&self, cert_serial: &str) -> Result<bool> {
+        Ok(self.denylist.contains_key(cert_serial)?)
+    }
+
+    /// Records a certificate issued to a device (enrollment or renewal).
+    pub fn record_certificate(record: &mut DeviceRecord, serial: &str, not_after_ms: i64) {
+        record.cert_serial = serial.to_owned();
+        record.cert_not_after_ms = not_after_ms;
+        record.issued_serials.push(serial.to_owned());
+        if record.issued_serials.len() > MAX_ISSUED_SERIALS {
+            // Serials this old have long expired; the certificate check
+            // refuses them on expiry regardless.
+            let excess = record.issued_serials.len() - MAX_ISSUED_SERIALS;
+            record.issued_serials.drain(..excess);
         }
+    }
+
+    /// Adds a flag unless one of the same kind was raised within `quiet_ms`.
+    /// Returns whether it was added.
+    pub fn flag_device(&self, device_id: &str, flag: Flag, quiet_ms: i64) -> Result<bool> {
+        // update_device may retry its closure; the last run's verdict counts.
+        let added = std::cell::Cell::new(false);
+        self.update_device(device_id, |d| {
+            let recent = d
+                .flags
+                .iter()
+                .any(|f| f.kind == flag.kind && flag.at_ms - f.at_ms < quiet_ms);
+            added.set(!recent);
+            if !recent {
+                d.flags.push(flag.clone());
+                if d.flags.len() > MAX_FLAGS {
+                    d.flags.remove(0);
+                }
+            }
+        })?;
+        Ok(added.get())
+    }
+
+    // ---- audit ----
+
+    /// Appends to the audit log (durable with the next `durable()`).
+    pub fn audit(&self, entry: &AuditEntry) -> Result<()> {
+        // Time-ordered keys; the id breaks ties between entries of one millisecond.
+        let id = self.db.generate_id()?;
+        let mut key = series::timestamp_bytes(entry.at_ms).to_vec();
+        key.extend_from_slice(&id.to_be_bytes());
+        self.audit.insert(key, encode_json(entry))?;
+        Ok(())
+    }
+
+    /// The newest `limit` matching entries, oldest first.
+    pub fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let mut out = Vec::new();
+        let start = series::timestamp_bytes(filter.since_ms).to_vec();
+        for item in self.audit.range(start..).rev() {
+            let (k, v) = item?;
+            let entry: AuditEntry = decode_json(&hex::encode(&k), &v)?;
+            if !entry.action.starts_with(&filter.action_prefix) {
+                continue;
+            }
+            if !filter.target.is_empty() && entry.target != filter.target {
+                continue;
+            }
+            out.push(entry);
+            if out.len() >= filter.limit {
+                break;
+            }
+        }
+        out.reverse();
+        Ok(out)
     }
 
     // ---- telemetry ----
@@ -369,6 +544,7 @@ impl Store {
                 acked_sequence: state.last_sequence,
                 stored: false,
                 need_inventory: false,
+                clone_suspected: batch.collected_at_unix_ms > state.last_collected_ms,
             });
         }
         let mut writes = sled::Batch::default();
@@ -406,6 +582,7 @@ impl Store {
         }
         state.last_sequence = batch.sequence;
         state.last_seen_ms = now_ms;
+        state.last_collected_ms = batch.collected_at_unix_ms;
         state.dropped_reports_total = state
             .dropped_reports_total
             .saturating_add(batch.dropped_reports);
@@ -417,6 +594,7 @@ impl Store {
             acked_sequence: state.last_sequence,
             stored: true,
             need_inventory,
+            clone_suspected: false,
         })
     }
 
@@ -523,6 +701,14 @@ fn decode_json<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<
         key: key.to_owned(),
         reason: e.to_string(),
     })
+}
+
+fn flatten<T>(outcome: std::result::Result<T, TransactionError<StoreError>>) -> Result<T> {
+    match outcome {
+        Ok(v) => Ok(v),
+        Err(TransactionError::Abort(e)) => Err(e),
+        Err(TransactionError::Storage(e)) => Err(e.into()),
+    }
 }
 
 fn flatten_tx(err: TransactionError<()>) -> StoreError {
