@@ -11,8 +11,8 @@ pub mod fleet;
 pub mod http;
 pub mod init;
 pub mod metrics;
+pub mod quickstart;
 pub mod ratelimit;
-// quickstart: enabled once the agent library lands
 pub mod server;
 pub mod service;
 pub mod store;

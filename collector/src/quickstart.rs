@@ -28,7 +28,10 @@ pub async fn run(opts: QuickstartOptions) -> Result<()> {
     let dir = &opts.dir;
     let config_path = dir.join(init::CONFIG_FILE);
     if !dir.join("ca.pem").exists() {
-        println!("Creating {} (CA, collector and admin credentials, configs) …", dir.display());
+        println!(
+            "Creating {} (CA, collector and admin credentials, configs) …",
+            dir.display()
+        );
         init::init(&InitOptions {
             data_dir: dir,
             names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
@@ -108,9 +111,15 @@ pub async fn run(opts: QuickstartOptions) -> Result<()> {
     ));
 
     println!();
-    println!("Vakt is running: collector on {url} (metrics on http://{}/metrics).", bound.http);
+    println!(
+        "Vakt is running: collector on {url} (metrics on http://{}/metrics).",
+        bound.http
+    );
     println!("In a second terminal:");
-    println!("  cargo run --release --bin vaktctl -- --config {} devices", vaktctl_config.display());
+    println!(
+        "  cargo run --release --bin vaktctl -- --config {} devices",
+        vaktctl_config.display()
+    );
     println!("Press Ctrl-C to stop.");
     println!();
 
@@ -160,7 +169,10 @@ async fn admin_client(url: &str, dir: &Path) -> Result<AdminClient<Channel>> {
     };
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(read("ca.pem")?))
-        .identity(Identity::from_pem(read("admin.pem")?, read("admin-key.pem")?));
+        .identity(Identity::from_pem(
+            read("admin.pem")?,
+            read("admin-key.pem")?,
+        ));
     let channel = Channel::from_shared(url.to_owned())?
         .tls_config(tls)?
         .connect_timeout(Duration::from_secs(5))

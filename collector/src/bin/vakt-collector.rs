@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use vakt_collector::{config, init, server};
+use vakt_collector::{config, init, quickstart, server};
 
 #[derive(Parser)]
 #[command(
@@ -152,10 +152,12 @@ fn run(cli: Cli) -> Result<()> {
             grpc_listen,
             http_listen,
             agent_interval,
-        } => {
-            let _ = (dir, grpc_listen, http_listen, agent_interval);
-            anyhow::bail!("quickstart is not built yet")
-        }
+        } => runtime()?.block_on(quickstart::run(quickstart::QuickstartOptions {
+            dir,
+            grpc_listen,
+            http_listen,
+            agent_interval,
+        })),
     }
 }
 
