@@ -65,6 +65,10 @@ static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
 pub fn bin_dir() -> &'static Path {
     let built = BUILT.get_or_init(|| {
         let dir = profile_dir();
+        if std::env::var_os("VAKT_TESTS_SKIP_BUILD").is_some() {
+            // For iterating on the tests alone: use the binaries as they are.
+            return Ok(dir);
+        }
         let cargo = std::env::var("CARGO")
             .ok()
             .or_else(|| option_env!("CARGO").map(str::to_owned))
@@ -582,8 +586,12 @@ pub async fn enroll_direct(
     hardware: v1::HardwareFacts,
 ) -> std::result::Result<Credentials, tonic::Status> {
     let key = rcgen::KeyPair::generate().expect("generate key pair");
-    let params = rcgen::CertificateParams::new(vec!["vakt-test-device".to_owned()])
-        .expect("certificate params");
+    // No subject alternative names: the collector names the certificate itself.
+    let mut params =
+        rcgen::CertificateParams::new(Vec::<String>::new()).expect("certificate params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "vakt-test-device");
     let csr_pem = params
         .serialize_request(&key)
         .expect("serialize CSR")

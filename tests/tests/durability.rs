@@ -10,10 +10,10 @@ use vakt_proto::v1::telemetry_client::TelemetryClient;
 use vakt_tests::{Collector, cpu_batch, now_ms, report};
 
 /// Batches kept in flight while streaming.
-const WINDOW: u64 = 16;
+const WINDOW: u64 = 32;
 /// Kill once this many batches are acknowledged (or after `KILL_AFTER`).
-const KILL_AT_ACK: u64 = 150;
-const KILL_AFTER: Duration = Duration::from_secs(4);
+const KILL_AT_ACK: u64 = 1500;
+const KILL_AFTER: Duration = Duration::from_secs(3);
 
 fn value_of(sequence: u64) -> f64 {
     // Distinct per batch, within [0, 1].

@@ -133,6 +133,30 @@ fn register_enroll_run_shows_device_online_with_inventory_and_metrics() {
     }
     agent.assert_running();
 
+    // The agent's own view agrees: same device, reports acknowledged.
+    let status = vakt_tests::wait_until(
+        Duration::from_secs(10),
+        "`vakt-agent status` to show an acknowledged report",
+        || {
+            let mut cmd = std::process::Command::new(vakt_tests::bin("vakt-agent"));
+            cmd.arg("status")
+                .arg("--state-dir")
+                .arg(&agent.state_dir)
+                .args(["-o", "json"]);
+            let out = vakt_tests::run_command(cmd, vakt_tests::COMMAND_TIMEOUT);
+            if !out.success() {
+                return Err(out.to_string());
+            }
+            let status = out.json();
+            if status["acked_sequence"].as_u64().unwrap_or(0) >= 1 {
+                Ok(status)
+            } else {
+                Err(format!("nothing acknowledged yet: {status}"))
+            }
+        },
+    );
+    assert_eq!(status["device_id"], device_id.as_str(), "{status}");
+
     // The device's private key exists only in the agent's state directory.
     let key_pem = std::fs::read_to_string(agent.state_dir.join("key.pem")).expect("read key.pem");
     let key_body: String = key_pem
