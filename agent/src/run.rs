@@ -233,23 +233,28 @@ pub async fn run(
             Step::Ack(Ok(None)) => failed = Some("collector closed the report stream".into()),
         }
         if let Some(reason) = failed {
+            let mut next_delay = Duration::from_millis(250);
             let url = match &link {
                 Link::Open(session) => session.url.clone(),
                 Link::Down(_) => String::new(),
             };
-            let delay = if shutting_down.is_some() {
-                Duration::from_millis(200)
+            if shutting_down.is_some() {
+                // Retrying quickly until the grace period ends; the exit warning sums it up.
+                tracing::debug!(collector = %url, "{reason}");
             } else {
-                backoff.next_delay()
-            };
-            tracing::warn!(
-                collector = %url,
-                retry_in = %humantime::format_duration(Duration::from_millis(delay.as_millis() as u64)),
-                "{reason}"
-            );
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    collector = %url,
+                    retry_in = %humantime::format_duration(Duration::from_millis(
+                        u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)
+                    )),
+                    "{reason}"
+                );
+                next_delay = delay;
+            }
             // Fail over: the next attempt goes to the next collector in the list.
             collector_index = (collector_index + 1) % endpoints.len();
-            link = Link::Down(Box::pin(tokio::time::sleep(delay)));
+            link = Link::Down(Box::pin(tokio::time::sleep(next_delay)));
         }
     }
     drop(link);
