@@ -310,7 +310,18 @@ pub async fn connect(settings: &Settings) -> Result<Admin> {
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)
         .tls_config(tls)
-        .map_err(|e| anyhow!("cannot use the TLS credentials: {}", chain_text(&e)))?;
+        .map_err(|e| {
+            let text = chain_text(&e);
+            if text.contains("KeyMismatch") || text.contains("keys may not be consistent") {
+                anyhow!(
+                    "the client key {} does not belong to the client certificate {}",
+                    settings.key.display(),
+                    settings.cert.display()
+                )
+            } else {
+                anyhow!("cannot use the TLS credentials: {text}")
+            }
+        })?;
     let channel = endpoint
         .connect()
         .await
@@ -340,6 +351,9 @@ enum Cause {
     TimedOut,
     Dns(String),
     Tls(rustls::Error),
+    /// A TLS alert from the collector, by rustls' name for it. Kept as text
+    /// because h2 re-wraps I/O errors as strings after the handshake.
+    Alert(String),
     HandshakeTimeout,
     NoHttp2,
     Closed,
@@ -351,13 +365,13 @@ fn classify(err: &(dyn StdError + 'static)) -> Cause {
     let mut cur = Some(err);
     while let Some(e) = cur {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return Cause::Tls(tls.clone());
+            return tls_cause(tls);
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             // io::Error::source() skips the wrapped error itself, and that is
             // where tokio-rustls puts the rustls::Error.
             if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return Cause::Tls(tls.clone());
+                return tls_cause(tls);
             }
             match io.kind() {
                 ErrorKind::ConnectionRefused => return Cause::Refused,
@@ -370,6 +384,16 @@ fn classify(err: &(dyn StdError + 'static)) -> Cause {
             }
         }
         let text = e.to_string();
+        if let Some((_, rest)) = text.split_once("received fatal alert: ") {
+            let name: String = rest
+                .chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect();
+            return Cause::Alert(name);
+        }
+        if text.contains("operation was canceled") {
+            return Cause::Closed;
+        }
         if text == "dns error" {
             return Cause::Dns(e.source().map(|s| s.to_string()).unwrap_or_default());
         }
@@ -384,9 +408,16 @@ fn classify(err: &(dyn StdError + 'static)) -> Cause {
     Cause::Unclassified
 }
 
+fn tls_cause(e: &rustls::Error) -> Cause {
+    match e {
+        rustls::Error::AlertReceived(alert) => Cause::Alert(format!("{alert:?}")),
+        other => Cause::Tls(other.clone()),
+    }
+}
+
 /// One line for a failure to connect or a transport failure mid-request.
 pub fn transport_error(target: &Target, err: &(dyn StdError + 'static)) -> String {
-    classified(target, err).unwrap_or_else(|| {
+    classified(target, err, false).unwrap_or_else(|| {
         format!(
             "cannot reach the collector at {}: {}",
             target.url,
@@ -395,8 +426,11 @@ pub fn transport_error(target: &Target, err: &(dyn StdError + 'static)) -> Strin
     })
 }
 
-fn classified(target: &Target, err: &(dyn StdError + 'static)) -> Option<String> {
-    use rustls::{AlertDescription as A, CertificateError as C};
+/// `in_request`: the channel was established (server certificate verified)
+/// and then failed; with TLS 1.3 that is where a rejected client certificate
+/// shows up, often only as a dropped connection.
+fn classified(target: &Target, err: &(dyn StdError + 'static), in_request: bool) -> Option<String> {
+    use rustls::CertificateError as C;
     let url = &target.url;
     let unreachable = |why: &str| format!("cannot reach the collector at {url}: {why}");
     let tls = |why: String| format!("TLS handshake with {url}: {why}");
@@ -408,7 +442,10 @@ fn classified(target: &Target, err: &(dyn StdError + 'static)) -> Option<String>
             CONNECT_TIMEOUT.as_secs()
         )),
         Cause::Dns(why) => unreachable(&format!("cannot resolve the host name: {why}")),
-        Cause::Closed => unreachable("the connection was closed (is this a Vakt collector, and is the client certificate accepted?)"),
+        Cause::Closed if in_request => format!(
+            "the collector at {url} closed the connection; it most likely rejected the client certificate {client_cert} (not issued by its CA, expired or revoked)"
+        ),
+        Cause::Closed => unreachable("the connection was closed during the handshake (is this a Vakt collector?)"),
         Cause::HandshakeTimeout => tls(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())),
         Cause::NoHttp2 => tls("the server does not speak gRPC (HTTP/2 was not negotiated)".into()),
         Cause::Tls(rustls::Error::InvalidCertificate(cert_err)) => tls(match cert_err {
@@ -426,19 +463,14 @@ fn classified(target: &Target, err: &(dyn StdError + 'static)) -> Option<String>
             C::Revoked => "the collector's certificate has been revoked".into(),
             other => format!("the collector's certificate is invalid: {other:?}"),
         }),
-        Cause::Tls(rustls::Error::AlertReceived(alert)) => match alert {
-            A::CertificateExpired => tls(format!("the client certificate {client_cert} has expired")),
-            A::CertificateRevoked => tls(format!("the client certificate {client_cert} has been revoked")),
-            A::BadCertificate
-            | A::UnknownCA
-            | A::CertificateUnknown
-            | A::UnsupportedCertificate
-            | A::CertificateRequired
-            | A::AccessDenied
-            | A::DecryptError => tls(format!(
+        Cause::Alert(alert) => match alert.as_str() {
+            "CertificateExpired" => tls(format!("the client certificate {client_cert} has expired")),
+            "CertificateRevoked" => tls(format!("the client certificate {client_cert} has been revoked")),
+            "BadCertificate" | "UnknownCA" | "CertificateUnknown" | "UnsupportedCertificate"
+            | "CertificateRequired" | "AccessDenied" | "DecryptError" => tls(format!(
                 "the collector rejected the client certificate {client_cert} (is it signed by the collector's CA?)"
             )),
-            other => tls(format!("the collector refused the connection ({other:?})")),
+            other => tls(format!("the collector refused the connection (TLS alert {other})")),
         },
         Cause::Tls(other) => tls(format!("{other} (is {url} a Vakt collector serving TLS?)")),
         Cause::Unclassified => return None,
@@ -457,7 +489,7 @@ pub fn status_error(target: &Target, status: &Status) -> String {
     );
     if transport
         && let Some(source) = StdError::source(status)
-        && let Some(line) = classified(target, source)
+        && let Some(line) = classified(target, source, true)
     {
         return line;
     }

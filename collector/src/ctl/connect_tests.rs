@@ -369,6 +369,30 @@ fn transport_statuses_use_their_source() {
 }
 
 #[test]
+fn client_certificate_rejections_seen_after_the_handshake() {
+    let t = target();
+    // h2 turns the rustls error into a string-only io::Error.
+    let mut status = Status::unknown("transport error");
+    status.set_source(std::sync::Arc::new(Wrap(
+        "transport error",
+        Box::new(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "received fatal alert: DecryptError",
+        )),
+    )));
+    assert_eq!(
+        status_error(&t, &status),
+        "TLS handshake with https://127.0.0.1:7443: the collector rejected the client certificate /etc/vakt/admin.pem (is it signed by the collector's CA?)"
+    );
+    let mut status = Status::unknown("transport error");
+    status.set_source(std::sync::Arc::new(io(std::io::ErrorKind::BrokenPipe)));
+    assert_eq!(
+        status_error(&t, &status),
+        "the collector at https://127.0.0.1:7443 closed the connection; it most likely rejected the client certificate /etc/vakt/admin.pem (not issued by its CA, expired or revoked)"
+    );
+}
+
+#[test]
 fn io_reasons_drop_the_os_error_number() {
     let e = std::io::Error::from_raw_os_error(2);
     assert_eq!(io_reason(&e), "No such file or directory");

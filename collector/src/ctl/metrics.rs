@@ -83,7 +83,20 @@ impl MetricsArgs {
 }
 
 pub async fn run(admin: &mut Admin, args: &MetricsArgs, format: Format) -> Result<String> {
-    let request = args.request(vakt_proto::now_unix_ms());
+    let now = vakt_proto::now_unix_ms();
+    let request = args.request(now);
+    // Checked here too so the message names the flags, not wire fields.
+    let until = if request.until_unix_ms == 0 {
+        now
+    } else {
+        request.until_unix_ms
+    };
+    if request.since_unix_ms > until {
+        anyhow::bail!("--since must be before --until");
+    }
+    if until - request.since_unix_ms > vakt_proto::validate::MAX_QUERY_RANGE_MS {
+        anyhow::bail!("--since/--until: at most 400 days per query");
+    }
     let response = admin
         .client
         .query_metrics(request)

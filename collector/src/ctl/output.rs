@@ -177,7 +177,14 @@ pub fn relative(ms: i64, now_ms: i64) -> String {
         return "never".to_string();
     }
     let delta = now_ms.saturating_sub(ms);
-    let span = short_duration(delta.unsigned_abs() / 1000);
+    let secs = delta.unsigned_abs() / 1000;
+    // Past: whole units elapsed, like kubectl. Future: nearest unit, so a
+    // token issued for 7 days reads "in 7d" despite the request's latency.
+    let span = if delta >= 0 {
+        short_duration(secs)
+    } else {
+        short_duration_nearest(secs)
+    };
     if delta >= 0 {
         format!("{span} ago")
     } else {
@@ -193,6 +200,16 @@ pub fn short_duration(secs: u64) -> String {
         60..3600 => format!("{}m", secs / 60),
         3600..172_800 => format!("{}h", secs / 3600),
         _ => format!("{}d", secs / 86_400),
+    }
+}
+
+fn short_duration_nearest(secs: u64) -> String {
+    let round = |unit: u64| secs.saturating_add(unit / 2) / unit;
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", round(60)),
+        3600..172_800 => format!("{}h", round(3600)),
+        _ => format!("{}d", round(86_400)),
     }
 }
 
@@ -284,6 +301,8 @@ mod tests {
         assert_eq!(relative(now - 30 * 3_600_000, now), "30h ago");
         assert_eq!(relative(now - 3 * 86_400_000, now), "3d ago");
         assert_eq!(relative(now + 7 * 86_400_000, now), "in 7d");
+        assert_eq!(relative(now + 7 * 86_400_000 - 2_500, now), "in 7d");
+        assert_eq!(relative(now + 90 * 60_000 - 1, now), "in 1h");
         assert_eq!(relative(i64::MIN, i64::MAX), "106751991167d ago");
     }
 
