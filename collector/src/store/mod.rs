@@ -277,14 +277,28 @@ impl Store {
             ..Default::default()
         });
         let old_token = record.token_id.replace(token_id.clone());
-        record.serial = registration.serial.clone();
-        record.product_uuid = registration.product_uuid.clone();
-        record.machine_id = registration.machine_id.clone();
-        record.model = registration.model;
-        record.class = registration.class;
-        record.department = registration.department;
-        record.owner = registration.owner;
-        record.labels = registration.labels;
+        // An update changes what it names and keeps the rest, so re-running
+        // `register --serial S` to get a fresh token does not wipe the
+        // department or labels given the first time.
+        let keep_or = |field: &mut String, given: String| {
+            if !given.is_empty() {
+                *field = given;
+            }
+        };
+        keep_or(&mut record.serial, registration.serial.clone());
+        keep_or(&mut record.product_uuid, registration.product_uuid.clone());
+        keep_or(&mut record.machine_id, registration.machine_id.clone());
+        keep_or(&mut record.model, registration.model);
+        if registration.class != "unknown" {
+            keep_or(&mut record.class, registration.class);
+        } else if record.class.is_empty() {
+            record.class = registration.class;
+        }
+        keep_or(&mut record.department, registration.department);
+        keep_or(&mut record.owner, registration.owner);
+        if !registration.labels.is_empty() {
+            record.labels = registration.labels;
+        }
         let token = TokenRecord {
             device_id: record.device_id.clone(),
             ..token

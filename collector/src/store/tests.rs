@@ -45,6 +45,8 @@ async fn the_same_serial_registers_one_device_and_a_new_token_replaces_the_old()
     let (_dir, store) = open();
     let reg = Registration {
         serial: "SN1".into(),
+        department: "IT".into(),
+        class: "laptop".into(),
         ..Default::default()
     };
     let (first, created) = store
@@ -52,11 +54,23 @@ async fn the_same_serial_registers_one_device_and_a_new_token_replaces_the_old()
         .await
         .unwrap();
     assert!(created);
+    let again = Registration {
+        serial: "SN1".into(),
+        class: "unknown".into(),
+        owner: "K. Berg".into(),
+        ..Default::default()
+    };
     let (second, created) = store
-        .register(reg, "d-2".into(), "t2".into(), token(20))
+        .register(again, "d-2".into(), "t2".into(), token(20))
         .await
         .unwrap();
     assert!(!created);
+    assert_eq!(
+        second.department, "IT",
+        "an update keeps what it does not name"
+    );
+    assert_eq!(second.class, "laptop");
+    assert_eq!(second.owner, "K. Berg");
     assert_eq!(first.device_id, second.device_id);
     assert_eq!(store.devices().unwrap().len(), 1);
     assert!(store.token("t1").unwrap().is_none());
