@@ -12,6 +12,7 @@ pub mod config;
 pub mod enroll;
 pub mod renew;
 mod run;
+pub mod service;
 pub mod spool;
 pub mod state;
 pub mod status;
@@ -48,6 +49,18 @@ pub fn collect_once(config: &config::AgentConfig) -> anyhow::Result<vakt_proto::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// quickstart spawns `run` on a multi-threaded runtime.
+    #[test]
+    fn run_future_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let fut = run(
+            config::AgentConfig::default(),
+            std::path::PathBuf::from("/nonexistent"),
+            std::future::pending(),
+        );
+        assert_send(&fut);
+    }
 
     #[test]
     fn collect_once_passes_validation_on_this_machine() {

@@ -65,6 +65,7 @@ enum Step {
     Retry,
     Connected(Result<Box<Streaming<ReportAck>>, LinkError>),
     Ack(Result<Option<ReportAck>, Status>),
+    Watchdog,
 }
 
 async fn link_step(link: &mut Link) -> Step {
@@ -115,6 +116,8 @@ pub async fn run(
     let mut renew_at = next_renewal(&state_dir);
     let mut shutting_down: Option<(Instant, u64)> = None;
     tokio::pin!(shutdown);
+    let mut watchdog = crate::service::watchdog_interval().map(tokio::time::interval);
+    crate::service::notify("READY=1");
 
     loop {
         if let Link::Open(session) = &mut link {
@@ -133,6 +136,7 @@ pub async fn run(
             _ = ticker.tick(), if shutting_down.is_none() => Step::Tick,
             _ = tokio::time::sleep_until(renew_at), if shutting_down.is_none() => Step::Renew,
             step = link_step(&mut link) => step,
+            _ = tick_opt(&mut watchdog) => Step::Watchdog,
         };
         let mut failed: Option<String> = None;
         match step {
@@ -153,8 +157,10 @@ pub async fn run(
                     }
                 }
             }
+            Step::Watchdog => crate::service::notify("WATCHDOG=1"),
             Step::Shutdown => {
                 tracing::info!("shutting down");
+                crate::service::notify("STOPPING=1");
                 let events = vec![batch::event(EventKind::Shutdown, "agent stopping")];
                 match agent.report(events) {
                     Ok(last) => {
@@ -260,6 +266,16 @@ pub async fn run(
     drop(link);
     agent.delivery.save(&state_dir)?;
     Ok(())
+}
+
+/// Ticks of an optional interval; never resolves when there is none.
+async fn tick_opt(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 fn build_endpoints(
