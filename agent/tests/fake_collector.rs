@@ -282,8 +282,16 @@ async fn enroll_report_refuse_and_recover() {
     let spooled = vakt_agent::status::read(&state).unwrap().spool_reports;
     assert!(spooled >= 2, "{spooled}");
 
-    // Trusted again: the backlog arrives in order, nothing lost or reordered.
-    run_for(&config, &state, 2.0).await;
+    // Trusted again, behind a first collector that is down: the agent fails
+    // over, and the backlog arrives in order, nothing lost or reordered.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("https://127.0.0.1:{}", dead.local_addr().unwrap().port());
+    drop(dead);
+    let failover = AgentConfig {
+        collectors: vec![dead_url, opts.collector.clone()],
+        ..AgentConfig::default()
+    };
+    run_for(&failover, &state, 3.0).await;
     let tail: Vec<u64> = fake
         .stored
         .lock()
