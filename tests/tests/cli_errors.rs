@@ -95,3 +95,25 @@ fn bad_flag_is_usage_error_exit_2() {
     let out = collector.vaktctl(&["no-such-command"]);
     assert_eq!(out.code, Some(2), "expected usage error exit 2: {out}");
 }
+
+#[test]
+fn init_refuses_to_overwrite_an_existing_ca() {
+    let collector = Collector::init();
+    let ca_before = collector.ca_pem();
+    let mut cmd = std::process::Command::new(vakt_tests::bin("vakt-collector"));
+    cmd.arg("init")
+        .arg("--data-dir")
+        .arg(&collector.dir)
+        .args(["--name", "localhost"]);
+    let out = vakt_tests::run_command(cmd, vakt_tests::COMMAND_TIMEOUT);
+    assert_eq!(out.code, Some(1), "init over an existing CA: {out}");
+    assert!(
+        !out.stderr.trim().is_empty(),
+        "init says why it refuses: {out}"
+    );
+    assert_eq!(
+        collector.ca_pem(),
+        ca_before,
+        "the existing CA is untouched"
+    );
+}

@@ -260,10 +260,14 @@ async fn oversized_and_nan_batches_are_refused_and_the_collector_carries_on() {
     let template = huge.samples[0].clone();
     let target = 5 * 1024 * 1024;
     assert!(target > vakt_proto::validate::MAX_MESSAGE_BYTES);
+    // Grow in chunks (encoded_len walks every sample, so not once per push).
     while huge.encoded_len() < target {
-        let mut sample = template.clone();
-        sample.timestamp_unix_ms = now - i64::try_from(huge.samples.len()).expect("fits");
-        huge.samples.push(sample);
+        let have = huge.samples.len();
+        for i in 0..10_000 {
+            let mut sample = template.clone();
+            sample.timestamp_unix_ms = now - i64::try_from(have + i).expect("fits");
+            huge.samples.push(sample);
+        }
     }
     let status = expect_status(
         report(channel.clone(), vec![huge], 1).await,
