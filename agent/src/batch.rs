@@ -33,7 +33,24 @@ pub fn assemble(
         );
         samples.truncate(MAX_SAMPLES_PER_BATCH);
     }
-    let mut events = events;
+    let mut events: Vec<Event> = events
+        .into_iter()
+        .filter(|e| {
+            let alone = ReportBatch {
+                sequence: 1,
+                collected_at_unix_ms: now_ms,
+                events: vec![e.clone()],
+                ..Default::default()
+            };
+            match validate::report_batch(&alone, now_ms) {
+                Ok(()) => true,
+                Err(err) => {
+                    tracing::warn!("leaving out an event the collector would refuse: {err}");
+                    false
+                }
+            }
+        })
+        .collect();
     events.truncate(MAX_EVENTS_PER_BATCH);
     let mut batch = ReportBatch {
         sequence,
@@ -189,8 +206,14 @@ mod tests {
             value: 0.5,
             ..Default::default()
         };
-        let batch = assemble(1, now, vec![good, bad], vec![0; 32], None, vec![], 0).unwrap();
+        let ancient = Event {
+            kind: EventKind::Boot as i32,
+            at_unix_ms: 1,
+            detail: String::new(),
+        };
+        let batch = assemble(1, now, vec![good, bad], vec![0; 32], None, vec![ancient], 0).unwrap();
         assert_eq!(batch.samples.len(), 1);
+        assert!(batch.events.is_empty());
         let json = to_json(&batch);
         assert_eq!(json["samples"][0]["metric"], "system.uptime");
     }

@@ -353,6 +353,24 @@ impl Agent {
             .max(spool.max_sequence().unwrap_or(0))
             .max(delivery.acked_sequence);
         let from_settings = |secs: u32| (secs > 0).then(|| Duration::from_secs(u64::from(secs)));
+        let mut delivery = delivery;
+        let mut pending_events = vec![batch::event(
+            EventKind::AgentStart,
+            concat!("vakt-agent ", env!("CARGO_PKG_VERSION")),
+        )];
+        let boot = crate::collect::boot_time_unix_ms(&config.paths.procfs);
+        // btime is derived from the wall clock and wobbles by a second or so.
+        if delivery.boot_time_unix_ms != 0 && (boot - delivery.boot_time_unix_ms).abs() > 5_000 {
+            pending_events.push(vakt_proto::v1::Event {
+                kind: EventKind::Boot as i32,
+                at_unix_ms: boot,
+                detail: String::new(),
+            });
+        }
+        if boot != 0 && boot != delivery.boot_time_unix_ms {
+            delivery.boot_time_unix_ms = boot;
+            delivery.save(state_dir)?;
+        }
         Ok(Self {
             state_dir: state_dir.to_owned(),
             collector: Collector::new(&config.paths)?,
@@ -370,10 +388,7 @@ impl Agent {
             inventory: None,
             spooled_inventory: None,
             force_full_inventory: false,
-            pending_events: vec![batch::event(
-                EventKind::AgentStart,
-                concat!("vakt-agent ", env!("CARGO_PKG_VERSION")),
-            )],
+            pending_events,
             settings: enrollment.settings.clone(),
         })
     }

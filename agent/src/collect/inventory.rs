@@ -124,7 +124,7 @@ pub fn hostname(paths: &Paths) -> String {
         .unwrap_or_default()
 }
 
-fn boot_time_unix_ms(procfs: &Path) -> i64 {
+pub fn boot_time_unix_ms(procfs: &Path) -> i64 {
     let from_stat = std::fs::read_to_string(procfs.join("stat"))
         .ok()
         .and_then(|t| {

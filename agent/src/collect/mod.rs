@@ -13,7 +13,7 @@ use crate::config::Paths;
 use std::path::Path;
 use vakt_proto::v1::{Attribute, Inventory, Sample};
 
-pub use inventory::{DmiFacts, dmi_facts, hostname, machine_id, os_release};
+pub use inventory::{DmiFacts, boot_time_unix_ms, dmi_facts, hostname, machine_id, os_release};
 
 pub struct Collector {
     paths: Paths,
