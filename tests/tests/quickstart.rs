@@ -54,6 +54,14 @@ fn wait_for_online_device(
     )
 }
 
+fn last_sequence(config: &std::path::Path, device_id: &str) -> u64 {
+    let out = vaktctl_with_config(config, &["device", "show", device_id, "-o", "json"]);
+    let device = out.assert_success().json();
+    device["last_sequence"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no last_sequence: {device}"))
+}
+
 #[test]
 fn quickstart_enrolls_this_machine_stops_on_sigterm_and_reuses_data() {
     let tmp = TestDir::new("quickstart");
@@ -80,12 +88,38 @@ fn quickstart_enrolls_this_machine_stops_on_sigterm_and_reuses_data() {
     );
     drop(qs);
 
-    // Again: same data, same device.
+    // Again: same data, same device, and its agent reports again.
     let mut again = quickstart(&dir, grpc, http, tmp.path());
     let device_again = wait_for_online_device(&config, &mut again, Duration::from_secs(60));
     assert_eq!(
         device_again, device_id,
         "the second run reuses the enrolled device"
+    );
+    let sequence_before = last_sequence(&config, &device_id);
+    wait_until(
+        Duration::from_secs(60),
+        "the second run's agent to report again",
+        || {
+            if let Some(status) = again.try_status() {
+                panic!(
+                    "second quickstart exited early with {status}\n{}",
+                    again.logs()
+                );
+            }
+            let now = last_sequence(&config, &device_id);
+            if now > sequence_before {
+                Ok(())
+            } else {
+                Err(format!("last_sequence still {now}"))
+            }
+        },
+    );
+    let out = vaktctl_with_config(&config, &["devices", "-o", "json"]);
+    let devices = out.assert_success().json();
+    assert_eq!(
+        devices.as_array().map(Vec::len),
+        Some(1),
+        "still exactly one device: {devices}"
     );
     again.signal(Signal::SIGTERM);
     let status = again
