@@ -500,10 +500,14 @@ pub fn status_error(target: &Target, status: &Status) -> String {
         message
     };
     match status.code() {
+        // The collector's messages for these already say what is wrong and
+        // what to do (a revoked device, a full spool, too many points), so a
+        // prefix would only push the useful part off the end of the line.
         Code::NotFound
         | Code::InvalidArgument
         | Code::AlreadyExists
         | Code::FailedPrecondition
+        | Code::ResourceExhausted
         | Code::OutOfRange
         | Code::Aborted => message,
         Code::PermissionDenied => format!("permission denied: {message}"),
@@ -511,9 +515,6 @@ pub fn status_error(target: &Target, status: &Status) -> String {
             "the collector did not accept the client certificate {}: {message}",
             target.cert.display()
         ),
-        Code::ResourceExhausted => {
-            format!("the collector refused the request (resource exhausted): {message}")
-        }
         Code::DeadlineExceeded => format!(
             "the collector did not answer within {}s: {message}",
             REQUEST_TIMEOUT.as_secs()

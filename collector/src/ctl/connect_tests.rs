@@ -309,10 +309,11 @@ fn every_status_code_maps_to_one_line() {
             "no client certificate",
             "the collector did not accept the client certificate /etc/vakt/admin.pem: no client certificate",
         ),
+        (Code::ResourceExhausted, "slow down", "slow down"),
         (
             Code::ResourceExhausted,
-            "slow down",
-            "the collector refused the request (resource exhausted): slow down",
+            "",
+            "Some resource has been exhausted",
         ),
         (
             Code::DeadlineExceeded,

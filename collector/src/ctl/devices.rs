@@ -24,6 +24,9 @@ pub struct DevicesArgs {
     /// Only devices carrying this label (repeatable; all must match)
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = super::parse_kv)]
     pub labels: Vec<(String, String)>,
+    /// Only devices with a security flag (clone suspected, enrollment mismatch)
+    #[arg(long)]
+    pub flagged: bool,
 }
 
 impl DevicesArgs {
@@ -38,17 +41,19 @@ impl DevicesArgs {
 }
 
 pub async fn list(admin: &mut Admin, args: &DevicesArgs, format: Format) -> Result<String> {
-    let response = admin
+    let mut devices = admin
         .client
         .list_devices(args.request())
         .await
         .map_err(|s| admin.error(s))?
-        .into_inner();
-    Ok(render_devices(
-        &response.devices,
-        format,
-        vakt_proto::now_unix_ms(),
-    ))
+        .into_inner()
+        .devices;
+    // The collector has no flag filter; flagged devices are few, and the
+    // listing is complete anyway, so filtering here is exact.
+    if args.flagged {
+        devices.retain(|d| !d.flags.is_empty());
+    }
+    Ok(render_devices(&devices, format, vakt_proto::now_unix_ms()))
 }
 
 pub async fn show(admin: &mut Admin, device: &str, format: Format) -> Result<String> {
@@ -79,16 +84,20 @@ fn event_name(kind: i32) -> Option<&'static str> {
         .filter(|n| !n.is_empty())
 }
 
-const LIST_HEADER: [&str; 7] = [
+const LIST_HEADER: [&str; 9] = [
     "ID",
     "HOSTNAME",
     "CLASS",
     "DEPARTMENT",
     "STATUS",
+    "FLAGS",
     "LAST SEEN",
+    "REGISTERED",
     "SERIAL",
 ];
-const LIST_CSV_HEADER: [&str; 7] = [
+/// The first seven columns are those of earlier versions, in the same order,
+/// so scripts that read columns by position keep working.
+const LIST_CSV_HEADER: [&str; 9] = [
     "device_id",
     "hostname",
     "class",
@@ -96,7 +105,28 @@ const LIST_CSV_HEADER: [&str; 7] = [
     "status",
     "last_seen_at",
     "serial",
+    "registered_at",
+    "flags",
 ];
+
+/// The distinct flag kinds, in the order first raised.
+fn flag_kinds(d: &v1::Device) -> Vec<&str> {
+    let mut kinds: Vec<&str> = Vec::new();
+    for flag in &d.flags {
+        if !kinds.contains(&flag.kind.as_str()) {
+            kinds.push(&flag.kind);
+        }
+    }
+    kinds
+}
+
+/// `2023-11-14` (UTC): enough to tell a device registered last week from
+/// one forgotten since spring.
+fn date(ms: i64) -> String {
+    output::rfc3339(ms)
+        .and_then(|t| t.get(..10).map(str::to_string))
+        .unwrap_or_default()
+}
 
 /// The listing in any format; `now_ms` only affects the relative times of
 /// the table.
@@ -109,6 +139,9 @@ pub fn render_devices(devices: &[v1::Device], format: Format, now_ms: i64) -> St
                 .map(|d| {
                     let mut row = common_cells(d);
                     row[5] = output::relative(d.last_seen_at_unix_ms, now_ms);
+                    // Empty shows as `-`, like every empty cell.
+                    row.insert(5, flag_kinds(d).join(","));
+                    row.insert(7, date(d.registered_at_unix_ms));
                     row
                 })
                 .collect();
@@ -119,6 +152,9 @@ pub fn render_devices(devices: &[v1::Device], format: Format, now_ms: i64) -> St
             for d in devices {
                 let mut row = common_cells(d);
                 row[5] = output::rfc3339_or_empty(d.last_seen_at_unix_ms);
+                row.push(output::rfc3339_or_empty(d.registered_at_unix_ms));
+                // `;` like the label lists of `register --csv`.
+                row.push(flag_kinds(d).join(";"));
                 out.push_str(&output::csv_row(&row));
             }
             out
@@ -171,6 +207,14 @@ fn device_block(d: &v1::Device, now_ms: i64) -> String {
         0 => String::new(),
         s => format!("{s}s"),
     };
+    let revoked = match d.revoked_at_unix_ms {
+        0 => "no".to_string(),
+        ms => when(ms, now_ms),
+    };
+    let flags = match flag_kinds(d) {
+        kinds if kinds.is_empty() => "none".to_string(),
+        kinds => format!("{} (below)", kinds.join(", ")),
+    };
     let mut out = output::key_values(
         "",
         &[
@@ -191,8 +235,23 @@ fn device_block(d: &v1::Device, now_ms: i64) -> String {
             ("Certificate", certificate),
             ("Report interval", interval),
             ("Last sequence", d.last_sequence.to_string()),
+            ("Revoked", revoked),
+            ("Flags", flags),
         ],
     );
+    if !d.flags.is_empty() {
+        out.push_str("\nSecurity flags:\n");
+        let rows: Vec<Vec<String>> = d
+            .flags
+            .iter()
+            .map(|f| vec![f.kind.clone(), when(f.at_unix_ms, now_ms), f.detail.clone()])
+            .collect();
+        out.push_str(&output::table_indented(
+            "  ",
+            &["KIND", "RAISED", "DETAIL"],
+            &rows,
+        ));
+    }
     match &d.inventory {
         None => out.push_str("\nInventory: none reported yet\n"),
         Some(inv) => {
@@ -342,6 +401,15 @@ pub struct DeviceJson<'a> {
     report_interval_seconds: u32,
     last_event: Option<&'static str>,
     inventory: Option<InventoryJson<'a>>,
+    flags: Vec<FlagJson<'a>>,
+    revoked_at: Option<String>,
+}
+
+#[derive(Serialize)]
+struct FlagJson<'a> {
+    kind: &'a str,
+    at: Option<String>,
+    detail: &'a str,
 }
 
 #[derive(Serialize)]
@@ -416,6 +484,16 @@ impl<'a> From<&'a v1::Device> for DeviceJson<'a> {
             report_interval_seconds: d.report_interval_seconds,
             last_event: event_name(d.last_event),
             inventory: d.inventory.as_ref().map(InventoryJson::from),
+            flags: d
+                .flags
+                .iter()
+                .map(|f| FlagJson {
+                    kind: &f.kind,
+                    at: output::rfc3339(f.at_unix_ms),
+                    detail: &f.detail,
+                })
+                .collect(),
+            revoked_at: output::rfc3339(d.revoked_at_unix_ms),
         }
     }
 }

@@ -81,27 +81,106 @@ fn laptop() -> v1::Device {
     }
 }
 
+/// A revoked gateway whose identity turned up twice, then on new hardware.
+fn flagged() -> v1::Device {
+    let flag = |kind: &str, ago_ms: i64, detail: &str| v1::DeviceFlag {
+        kind: kind.into(),
+        at_unix_ms: NOW - ago_ms,
+        detail: detail.into(),
+    };
+    v1::Device {
+        device_id: "dev-03".into(),
+        hostname: "gw-7".into(),
+        serial: "GW-7".into(),
+        class: v1::DeviceClass::Gateway as i32,
+        department: "Field".into(),
+        status: v1::DeviceStatus::Revoked as i32,
+        registered_at_unix_ms: NOW - 40 * 86_400_000,
+        enrolled_at_unix_ms: NOW - 39 * 86_400_000,
+        last_seen_at_unix_ms: NOW - 2 * 3_600_000,
+        revoked_at_unix_ms: NOW - 3_600_000,
+        flags: vec![
+            flag(
+                "clone-suspected",
+                3 * 3_600_000,
+                "sequence 900 reported from 10.0.0.7 and 10.9.0.4",
+            ),
+            flag("clone-suspected", 2 * 3_600_000, "again, from 10.9.0.4"),
+            flag(
+                "enrollment-mismatch",
+                90 * 60_000,
+                "token for serial GW-7 presented by serial GW-8",
+            ),
+        ],
+        ..Default::default()
+    }
+}
+
 #[test]
 fn table() {
     assert_eq!(
-        render_devices(&[server(), laptop()], Format::Table, NOW),
-        "ID       HOSTNAME   CLASS    DEPARTMENT      STATUS       LAST SEEN   SERIAL\n\
-         dev-01   web-1      server   Platform        online       12s ago     SRV-42\n\
-         dev-02   -          laptop   Sales, \"EMEA\"   never-seen   never       LT-7\n"
+        render_devices(&[server(), laptop(), flagged()], Format::Table, NOW),
+        "ID       HOSTNAME   CLASS     DEPARTMENT      STATUS       FLAGS                                 LAST SEEN   REGISTERED   SERIAL\n\
+         dev-01   web-1      server    Platform        online       -                                     12s ago     2023-11-04   SRV-42\n\
+         dev-02   -          laptop    Sales, \"EMEA\"   never-seen   -                                     never       2023-11-14   LT-7\n\
+         dev-03   gw-7       gateway   Field           revoked      clone-suspected,enrollment-mismatch   2h ago      2023-10-05   GW-7\n"
     );
     assert_eq!(
         render_devices(&[], Format::Table, NOW),
-        "ID   HOSTNAME   CLASS   DEPARTMENT   STATUS   LAST SEEN   SERIAL\n"
+        "ID   HOSTNAME   CLASS   DEPARTMENT   STATUS   FLAGS   LAST SEEN   REGISTERED   SERIAL\n"
     );
 }
 
 #[test]
 fn csv() {
     assert_eq!(
-        render_devices(&[server(), laptop()], Format::Csv, NOW),
-        "device_id,hostname,class,department,status,last_seen_at,serial\n\
-         dev-01,web-1,server,Platform,online,2023-11-14T22:13:08Z,SRV-42\n\
-         dev-02,,laptop,\"Sales, \"\"EMEA\"\"\",never-seen,,LT-7\n"
+        render_devices(&[server(), laptop(), flagged()], Format::Csv, NOW),
+        "device_id,hostname,class,department,status,last_seen_at,serial,registered_at,flags\n\
+         dev-01,web-1,server,Platform,online,2023-11-14T22:13:08Z,SRV-42,2023-11-04T22:13:20Z,\n\
+         dev-02,,laptop,\"Sales, \"\"EMEA\"\"\",never-seen,,LT-7,2023-11-14T21:13:20Z,\n\
+         dev-03,gw-7,gateway,Field,revoked,2023-11-14T20:13:20Z,GW-7,2023-10-05T22:13:20Z,clone-suspected;enrollment-mismatch\n"
+    );
+}
+
+#[test]
+fn flags_and_revocation_in_json_come_last() {
+    let out = render_device(&flagged(), Format::Json, NOW);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("valid json");
+    assert_eq!(v["status"], "revoked");
+    assert_eq!(v["revoked_at"], "2023-11-14T21:13:20Z");
+    assert_eq!(
+        v["flags"][2],
+        serde_json::json!({"kind": "enrollment-mismatch", "at": "2023-11-14T20:43:20Z",
+            "detail": "token for serial GW-7 presented by serial GW-8"})
+    );
+    assert_eq!(v["flags"].as_array().map(Vec::len), Some(3));
+    assert!(
+        out.contains("\"inventory\": null,\n  \"flags\": [\n    {\n      \"kind\""),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("\n  \"revoked_at\": \"2023-11-14T21:13:20Z\"\n}\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn show_lists_flags_with_time_and_detail() {
+    let out = render_device(&flagged(), Format::Table, NOW);
+    assert!(
+        out.contains(
+            "Revoked:          2023-11-14T21:13:20Z (1h ago)\n\
+             Flags:            clone-suspected, enrollment-mismatch (below)\n\
+             \n\
+             Security flags:\n\
+             \x20 KIND                  RAISED                          DETAIL\n\
+             \x20 clone-suspected       2023-11-14T19:13:20Z (3h ago)   sequence 900 reported from 10.0.0.7 and 10.9.0.4\n\
+             \x20 clone-suspected       2023-11-14T20:13:20Z (2h ago)   again, from 10.9.0.4\n\
+             \x20 enrollment-mismatch   2023-11-14T20:43:20Z (1h ago)   token for serial GW-7 presented by serial GW-8\n\
+             \n\
+             Inventory: none reported yet\n"
+        ),
+        "{out}"
     );
 }
 
@@ -114,7 +193,8 @@ fn json_array_of_device_objects() {
         "model": "", "class": "laptop", "department": "Sales, \"EMEA\"", "owner": "", "labels": {},
         "status": "never-seen", "registered_at": "2023-11-14T21:13:20Z", "enrolled_at": null,
         "last_seen_at": null, "last_sequence": 0, "certificate_not_after": null,
-        "report_interval_seconds": 0, "last_event": null, "inventory": null
+        "report_interval_seconds": 0, "last_event": null, "inventory": null,
+        "flags": [], "revoked_at": null
     });
     assert_eq!(v[1], expected_laptop);
     let s = &v[0];
@@ -181,6 +261,8 @@ fn show_table_block() {
          Certificate:      valid until 2023-12-05T22:13:20Z (in 21d)\n\
          Report interval:  60s\n\
          Last sequence:    1234\n\
+         Revoked:          no\n\
+         Flags:            none\n\
          \n\
          Inventory:\n\
          \x20 OS:            Debian GNU/Linux 12\n\

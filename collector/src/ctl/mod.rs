@@ -4,9 +4,12 @@
 //! (clap). Every command renders to a string first, so output is all or
 //! nothing and the renderers stay testable without a collector.
 
+pub mod audit;
 pub mod batch;
 pub mod connect;
+pub mod credentials;
 pub mod devices;
+pub mod lifecycle;
 pub mod metrics;
 pub mod output;
 pub mod register;
@@ -46,25 +49,46 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Pre-register a device (or a CSV batch) and print its one-time enrollment token
+    #[command(after_long_help = register::REGISTER_HELP)]
     Register(register::RegisterArgs),
     /// List devices
     Devices(devices::DevicesArgs),
-    /// One device in detail
+    /// One device: show it in detail, or give it a new enrollment token
     Device {
         #[command(subcommand)]
         command: DeviceCommand,
     },
     /// Query one metric of one device
     Metrics(metrics::MetricsArgs),
+    /// Revoke a device: refused from its next request on, certificates denylisted
+    #[command(long_about = lifecycle::REVOKE_HELP)]
+    Revoke(lifecycle::RevokeArgs),
+    /// Admin credentials for people and scripts
+    Credentials {
+        #[command(subcommand)]
+        command: CredentialsCommand,
+    },
+    /// Who did what, when: registrations, enrollments, revocations, credentials
+    Audit(audit::AuditArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum DeviceCommand {
-    /// Everything known about a device, including its inventory
+    /// Everything known about a device, including its inventory and flags
     Show {
         /// Device id, hostname or serial
         device: String,
     },
+    /// A fresh one-time token for an existing device (lost key, reinstalled disk);
+    /// its earlier tokens stop working
+    Reenroll(lifecycle::ReenrollArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialsCommand {
+    /// Issue a credential with a role; the key is generated here and never sent
+    #[command(long_about = credentials::ISSUE_HELP)]
+    Issue(credentials::IssueArgs),
 }
 
 /// Entry point of the binary; returns the process exit code.
@@ -102,12 +126,25 @@ pub async fn run(cli: &Cli, env: &Env) -> Result<()> {
     let mut admin = connect::connect(&settings).await?;
     let format = cli.output;
     let text = match &cli.command {
-        Command::Register(args) => register::run(&mut admin, args, format).await?,
+        Command::Register(args) => {
+            // A batch prints every row, then fails if any row did.
+            let (text, failure) = register::run(&mut admin, args, format).await?;
+            emit(&text)?;
+            return failure.map_or(Ok(()), |f| Err(anyhow!(f)));
+        }
         Command::Devices(args) => devices::list(&mut admin, args, format).await?,
         Command::Device {
             command: DeviceCommand::Show { device },
         } => devices::show(&mut admin, device, format).await?,
+        Command::Device {
+            command: DeviceCommand::Reenroll(args),
+        } => lifecycle::reenroll(&mut admin, args, format).await?,
         Command::Metrics(args) => metrics::run(&mut admin, args, format).await?,
+        Command::Revoke(args) => lifecycle::revoke(&mut admin, args, format).await?,
+        Command::Credentials {
+            command: CredentialsCommand::Issue(args),
+        } => credentials::issue(&mut admin, args, &settings.collector, format).await?,
+        Command::Audit(args) => audit::run(&mut admin, args, format).await?,
     };
     emit(&text)
 }
@@ -324,5 +361,109 @@ mod tests {
                 .exit_code(),
             EXIT_USAGE
         );
+    }
+
+    #[test]
+    fn reenroll_revoke_and_audit_arguments() {
+        let cli = parse(&["device", "reenroll", "web-1", "--token-ttl", "2d"]).expect("valid");
+        let Command::Device {
+            command: DeviceCommand::Reenroll(args),
+        } = cli.command
+        else {
+            panic!("reenroll")
+        };
+        let req = args.request();
+        assert_eq!(
+            (req.device.as_str(), req.token_ttl_seconds),
+            ("web-1", 2 * 86_400)
+        );
+
+        let cli = parse(&["revoke", "SN1", "--reason", "stolen", "-o", "json"]).expect("valid");
+        let Command::Revoke(args) = cli.command else {
+            panic!("revoke")
+        };
+        let req = args.request();
+        assert_eq!(
+            (req.device.as_str(), req.reason.as_str()),
+            ("SN1", "stolen")
+        );
+        assert_eq!(
+            parse(&["revoke"]).expect_err("no device").exit_code(),
+            EXIT_USAGE
+        );
+
+        let cli = parse(&["audit", "--action", "enroll", "--limit", "5"]).expect("valid");
+        let Command::Audit(args) = cli.command else {
+            panic!("audit")
+        };
+        assert_eq!(args.limit, 5);
+        assert_eq!(args.action.as_deref(), Some("enroll"));
+        assert_eq!(
+            parse(&["audit", "--since", "yesterday-ish"])
+                .expect_err("bad since")
+                .exit_code(),
+            EXIT_USAGE
+        );
+    }
+
+    #[test]
+    fn credentials_issue_arguments() {
+        let cli = parse(&[
+            "credentials",
+            "issue",
+            "--role",
+            "provisioner",
+            "--name",
+            "imaging-bot",
+            "--lifetime",
+            "90d",
+        ])
+        .expect("valid");
+        let Command::Credentials {
+            command: CredentialsCommand::Issue(args),
+        } = cli.command
+        else {
+            panic!("issue")
+        };
+        assert_eq!(
+            (args.role.as_str(), args.name.as_str()),
+            ("provisioner", "imaging-bot")
+        );
+        assert_eq!(
+            args.lifetime,
+            Some(std::time::Duration::from_secs(90 * 86_400))
+        );
+        assert_eq!(args.out, None);
+        let err = parse(&["credentials", "issue", "--role", "root", "--name", "x"])
+            .expect_err("bad role");
+        assert_eq!(err.kind(), ErrorKind::InvalidValue);
+        let err = parse(&["credentials", "issue", "--role", "admin", "--name", "../x"])
+            .expect_err("bad name");
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+        let err = parse(&["credentials", "issue", "--name", "x"]).expect_err("no role");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn long_help_teaches_with_examples() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        for path in [&["register"][..], &["revoke"], &["credentials", "issue"]] {
+            let mut cmd = &mut cli;
+            for name in path {
+                cmd = cmd.find_subcommand_mut(name).expect("subcommand exists");
+            }
+            let help = cmd.render_long_help().to_string();
+            assert!(help.contains("Examples:\n  vaktctl "), "{path:?}:\n{help}");
+        }
+    }
+
+    #[test]
+    fn devices_flagged() {
+        let cli = parse(&["devices", "--flagged"]).expect("valid");
+        let Command::Devices(args) = cli.command else {
+            panic!("devices")
+        };
+        assert!(args.flagged);
     }
 }

@@ -12,6 +12,26 @@ use std::path::PathBuf;
 use std::time::Duration;
 use vakt_proto::v1;
 
+/// Shown after the options of `register --help`.
+pub const REGISTER_HELP: &str = "\
+The token is printed once (only its hash is stored): hand it to the device's \
+`vakt-agent enroll --token-file FILE`. In the table format the token is alone \
+on the last line. Registering the same serial again updates that device and \
+issues a new token instead of creating a duplicate.
+
+A CSV batch (--csv FILE) needs a header row naming any of: serial, \
+product_uuid, machine_id, unbound, model, class, department, owner, labels \
+(labels written k=v;k=v). Every row gets a result with a status of created, \
+updated or error; a bad row does not stop the others, and the exit code is 1 \
+if any row failed. Fix the failed rows and run just those again.
+
+Examples:
+  vaktctl register --serial PF3K9XQ --class laptop --department Sales --owner ana
+  vaktctl register --serial PF3K9XQ | tail -n1 > token
+  vaktctl register --machine-id 4c1f0e2b9a7d4e6f8a1b2c3d4e5f6a7b --label site=hq
+  vaktctl register --unbound --token-ttl 1d
+  vaktctl register --csv new-laptops.csv -o csv > tokens.csv";
+
 #[derive(Clone, Debug, clap::Args)]
 #[command(group(
     clap::ArgGroup::new("binding")
@@ -32,8 +52,8 @@ pub struct RegisterArgs {
     /// Let any hardware enroll with the token
     #[arg(long, conflicts_with_all = ["serial", "product_uuid", "machine_id"])]
     pub unbound: bool,
-    /// Register every row of a CSV file (header: serial,product_uuid,machine_id,
-    /// unbound,model,class,department,owner,labels with labels as k=v;k=v)
+    /// Register every row of a CSV file, one result row each (header: serial,
+    /// product_uuid,machine_id,unbound,model,class,department,owner,labels with labels as k=v;k=v)
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "serial", "product_uuid", "machine_id", "unbound", "model", "class", "department", "owner", "labels",
     ])]
@@ -54,7 +74,7 @@ pub struct RegisterArgs {
     pub token_ttl: Option<Duration>,
 }
 
-fn parse_ttl(s: &str) -> Result<Duration, String> {
+pub fn parse_ttl(s: &str) -> Result<Duration, String> {
     let ttl = humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 7d, 12h)"))?;
     if ttl.as_secs() == 0 {
         return Err("must be at least 1s".into());
@@ -79,7 +99,13 @@ impl RegisterArgs {
     }
 }
 
-pub async fn run(admin: &mut Admin, args: &RegisterArgs, format: Format) -> Result<String> {
+/// The text to print, and for a batch, the failure to report after printing
+/// it (some rows failed; exit 1).
+pub async fn run(
+    admin: &mut Admin,
+    args: &RegisterArgs,
+    format: Format,
+) -> Result<(String, Option<String>)> {
     if let Some(path) = &args.csv {
         return run_batch(admin, path, args.token_ttl, format).await;
     }
@@ -90,11 +116,8 @@ pub async fn run(admin: &mut Admin, args: &RegisterArgs, format: Format) -> Resu
         .await
         .map_err(|s| admin.error(s))?
         .into_inner();
-    Ok(render_registration(
-        &response,
-        format,
-        vakt_proto::now_unix_ms(),
-    ))
+    let text = render_registration(&response, format, vakt_proto::now_unix_ms());
+    Ok((text, None))
 }
 
 #[derive(Serialize)]
@@ -130,15 +153,27 @@ fn csv_cells(r: &v1::RegisterDeviceResponse) -> [String; 4] {
 /// Table format: a few lines for people, the token alone on the last line
 /// (`| tail -n1` gets it).
 pub fn render_registration(r: &v1::RegisterDeviceResponse, format: Format, now_ms: i64) -> String {
+    let id = output::terminal_safe(&r.device_id);
+    let headline = if r.created {
+        format!("Registered new device {id}.")
+    } else {
+        format!("Updated registration of {id}.")
+    };
+    render_token(r, format, now_ms, &headline)
+}
+
+/// Any one-time token (registration, re-enrollment) in any format; only the
+/// table's first line differs between the commands that hand one out.
+pub fn render_token(
+    r: &v1::RegisterDeviceResponse,
+    format: Format,
+    now_ms: i64,
+    headline: &str,
+) -> String {
     match format {
         Format::Json => output::json(&RegistrationJson::from(r)),
         Format::Csv => output::csv_row(&CSV_HEADER) + &output::csv_row(&csv_cells(r)),
         Format::Table => {
-            let verb = if r.created {
-                "Registered new device"
-            } else {
-                "Updated registration of"
-            };
             let expiry = match output::rfc3339(r.token_expires_at_unix_ms) {
                 Some(t) => format!(
                     "expires {t}, {}",
@@ -147,68 +182,186 @@ pub fn render_registration(r: &v1::RegisterDeviceResponse, format: Format, now_m
                 None => "no expiry reported".into(),
             };
             format!(
-                "{verb} {}.\nOne-time enrollment token ({expiry}; shown only now):\n{}\n",
-                output::terminal_safe(&r.device_id),
+                "{headline}\nOne-time enrollment token ({expiry}; shown only now):\n{}\n",
                 output::terminal_safe(&r.token)
             )
         }
     }
 }
 
-/// One row of a batch with what it produced.
-pub struct BatchResult {
-    pub key: String,
-    pub response: v1::RegisterDeviceResponse,
+/// One line of a batch file with what became of it.
+#[derive(Clone, Debug)]
+pub struct BatchRow {
+    pub line: usize,
+    pub identifier: String,
+    pub result: Result<v1::RegisterDeviceResponse, String>,
 }
 
-pub fn render_batch(results: &[BatchResult], format: Format) -> String {
+impl BatchRow {
+    fn status(&self) -> &'static str {
+        match &self.result {
+            Ok(r) if r.created => "created",
+            Ok(_) => "updated",
+            Err(_) => "error",
+        }
+    }
+}
+
+/// Every key is present in every row (null where it does not apply), so a
+/// script can read `status` first and then the fields it needs.
+#[derive(Serialize)]
+struct BatchRowJson<'a> {
+    line: usize,
+    identifier: &'a str,
+    device_id: Option<&'a str>,
+    token: Option<&'a str>,
+    token_expires_at: Option<String>,
+    status: &'static str,
+    error: Option<&'a str>,
+}
+
+const BATCH_CSV_HEADER: [&str; 7] = [
+    "line",
+    "identifier",
+    "device_id",
+    "token",
+    "token_expires_at",
+    "status",
+    "error",
+];
+
+/// One row per input line, failed ones included, in file order.
+pub fn render_batch(rows: &[BatchRow], format: Format) -> String {
     match format {
         Format::Json => {
-            let rows: Vec<_> = results
+            let rows: Vec<_> = rows
                 .iter()
-                .map(|r| RegistrationJson::from(&r.response))
+                .map(|row| {
+                    let ok = row.result.as_ref().ok();
+                    BatchRowJson {
+                        line: row.line,
+                        identifier: &row.identifier,
+                        device_id: ok.map(|r| r.device_id.as_str()),
+                        token: ok.map(|r| r.token.as_str()),
+                        token_expires_at: ok
+                            .and_then(|r| output::rfc3339(r.token_expires_at_unix_ms)),
+                        status: row.status(),
+                        error: row.result.as_ref().err().map(String::as_str),
+                    }
+                })
                 .collect();
             output::json(&rows)
         }
         Format::Csv => {
-            let mut out = output::csv_row(&[
-                "identifier",
-                CSV_HEADER[0],
-                CSV_HEADER[1],
-                CSV_HEADER[2],
-                CSV_HEADER[3],
-            ]);
-            for r in results {
-                let [a, b, c, d] = csv_cells(&r.response);
-                out.push_str(&output::csv_row(&[r.key.clone(), a, b, c, d]));
+            let mut out = output::csv_row(&BATCH_CSV_HEADER);
+            for row in rows {
+                let (id, token, expires, error) = batch_cells(row);
+                out.push_str(&output::csv_row(&[
+                    row.line.to_string(),
+                    row.identifier.clone(),
+                    id,
+                    token,
+                    expires,
+                    row.status().to_string(),
+                    error,
+                ]));
             }
             out
         }
         Format::Table => {
-            let rows: Vec<Vec<String>> = results
+            let rows: Vec<Vec<String>> = rows
                 .iter()
-                .map(|r| {
-                    let [id, token, expires, _] = csv_cells(&r.response);
-                    let created = if r.response.created { "new" } else { "updated" };
-                    vec![r.key.clone(), id, created.into(), expires, token]
+                .map(|row| {
+                    let (id, token, expires, error) = batch_cells(row);
+                    vec![
+                        row.line.to_string(),
+                        row.identifier.clone(),
+                        row.status().to_string(),
+                        id,
+                        expires,
+                        token,
+                        error,
+                    ]
                 })
                 .collect();
             output::table(
-                &["IDENTIFIER", "DEVICE", "REGISTRATION", "EXPIRES", "TOKEN"],
+                &[
+                    "LINE",
+                    "IDENTIFIER",
+                    "STATUS",
+                    "DEVICE",
+                    "EXPIRES",
+                    "TOKEN",
+                    "ERROR",
+                ],
                 &rows,
             )
         }
     }
 }
 
-/// Parses the whole file and validates every row before registering any, so
-/// a typo on line 40 does not leave a half-registered batch.
+/// `(device_id, token, token_expires_at, error)`, empty where not applicable.
+fn batch_cells(row: &BatchRow) -> (String, String, String, String) {
+    match &row.result {
+        Ok(r) => (
+            r.device_id.clone(),
+            r.token.clone(),
+            output::rfc3339_or_empty(r.token_expires_at_unix_ms),
+            String::new(),
+        ),
+        Err(e) => (String::new(), String::new(), String::new(), e.clone()),
+    }
+}
+
+/// The one stderr line after a batch in which some rows failed.
+pub fn batch_failure(rows: &[BatchRow]) -> Option<String> {
+    let failed: Vec<usize> = rows
+        .iter()
+        .filter(|r| r.result.is_err())
+        .map(|r| r.line)
+        .collect();
+    if failed.is_empty() {
+        return None;
+    }
+    let lines = failed
+        .iter()
+        .take(10)
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = if failed.len() > 10 { ", …" } else { "" };
+    Some(format!(
+        "{} of {} rows failed (line {lines}{more}; see the error column); \
+         the other rows were registered",
+        failed.len(),
+        rows.len()
+    ))
+}
+
+/// Failures that will fail every remaining row the same way (collector
+/// gone, credential refused): the rest are not attempted, instead of waiting
+/// out a timeout per row.
+fn stops_the_batch(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::Unauthenticated
+            | Code::PermissionDenied
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+    )
+}
+
+/// `register --csv FILE`: every valid row is sent, every row gets a result,
+/// and the caller prints them all before reporting failure (tokens already
+/// issued must never be lost to an error on a later row).
 async fn run_batch(
     admin: &mut Admin,
     path: &std::path::Path,
     ttl: Option<Duration>,
     format: Format,
-) -> Result<String> {
+) -> Result<(String, Option<String>)> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         anyhow!(
             "cannot read {}: {}",
@@ -224,88 +377,82 @@ async fn run_batch(
             path.display()
         );
     }
+    let mut progress = Progress::new(rows.len());
+    let mut stopped: Option<String> = None;
     let mut results = Vec::with_capacity(rows.len());
-    for (line, key, request) in &rows {
-        let mut request = request.clone();
-        request.token_ttl_seconds = ttl.map_or(0, |d| d.as_secs());
-        match admin.client.register_device(request).await {
-            Ok(response) => results.push(BatchResult {
-                key: key.clone(),
-                response: response.into_inner(),
-            }),
-            Err(status) => {
-                // Tokens already issued must not be lost: print them, then fail.
-                // Re-running the file is safe (same serial = same device).
-                let done = render_batch(&results, format);
-                super::emit(&done)?;
-                bail!(
-                    "line {line} ({key}): {} ({} of {} registered before this)",
-                    admin.error(status),
-                    results.len(),
-                    rows.len()
-                );
+    for row in rows {
+        let result = match (row.request, &stopped) {
+            (Err(e), _) => Err(e),
+            (Ok(_), Some(why)) => Err(format!("not attempted: {why}")),
+            (Ok(mut request), None) => {
+                request.token_ttl_seconds = ttl.map_or(0, |d| d.as_secs());
+                match admin.client.register_device(request).await {
+                    Ok(response) => Ok(response.into_inner()),
+                    Err(status) => {
+                        let stop = stops_the_batch(&status);
+                        let message = admin.error(status).to_string();
+                        if stop {
+                            stopped = Some(message.clone());
+                        }
+                        Err(message)
+                    }
+                }
             }
+        };
+        progress.tick(result.is_err());
+        results.push(BatchRow {
+            line: row.line,
+            identifier: row.identifier,
+            result,
+        });
+    }
+    progress.finish();
+    Ok((render_batch(&results, format), batch_failure(&results)))
+}
+
+/// `registered 120/500` on stderr, rewritten in place, only when stderr is
+/// a terminal: logs and pipes get nothing.
+struct Progress {
+    enabled: bool,
+    total: usize,
+    done: usize,
+    failed: usize,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        use std::io::IsTerminal as _;
+        Progress {
+            enabled: std::io::stderr().is_terminal(),
+            total,
+            done: 0,
+            failed: 0,
         }
     }
-    Ok(render_batch(&results, format))
+
+    fn tick(&mut self, failed: bool) {
+        self.done += 1;
+        self.failed += usize::from(failed);
+        if self.enabled {
+            eprint!("\r{}", progress_line(self.done, self.total, self.failed));
+        }
+    }
+
+    /// Clears the line so the table that follows starts at column 0.
+    fn finish(&self) {
+        if self.enabled {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+pub fn progress_line(done: usize, total: usize, failed: usize) -> String {
+    match failed {
+        0 => format!("registered {done}/{total}"),
+        n => format!("registered {done}/{total} ({n} failed)"),
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn response(created: bool) -> v1::RegisterDeviceResponse {
-        v1::RegisterDeviceResponse {
-            device_id: "dev-7f3a".into(),
-            token: "vkt_4NqZ2x".into(),
-            token_expires_at_unix_ms: 1_700_604_800_000,
-            created,
-        }
-    }
-
-    const NOW: i64 = 1_700_000_000_000;
-
-    #[test]
-    fn table_ends_with_the_token_alone() {
-        assert_eq!(
-            render_registration(&response(true), Format::Table, NOW),
-            "Registered new device dev-7f3a.\n\
-             One-time enrollment token (expires 2023-11-21T22:13:20Z, in 7d; shown only now):\n\
-             vkt_4NqZ2x\n"
-        );
-        assert!(
-            render_registration(&response(false), Format::Table, NOW)
-                .starts_with("Updated registration of dev-7f3a.")
-        );
-    }
-
-    #[test]
-    fn json_and_csv() {
-        assert_eq!(
-            render_registration(&response(true), Format::Json, NOW),
-            "{\n  \"device_id\": \"dev-7f3a\",\n  \"token\": \"vkt_4NqZ2x\",\n  \
-             \"token_expires_at\": \"2023-11-21T22:13:20Z\",\n  \"created\": true\n}\n"
-        );
-        assert_eq!(
-            render_registration(&response(false), Format::Csv, NOW),
-            "device_id,token,token_expires_at,created\ndev-7f3a,vkt_4NqZ2x,2023-11-21T22:13:20Z,false\n"
-        );
-    }
-
-    #[test]
-    fn batch_rendering() {
-        let results = vec![BatchResult {
-            key: "serial=SN1".into(),
-            response: response(true),
-        }];
-        assert_eq!(
-            render_batch(&results, Format::Csv),
-            "identifier,device_id,token,token_expires_at,created\nserial=SN1,dev-7f3a,vkt_4NqZ2x,2023-11-21T22:13:20Z,true\n"
-        );
-        assert_eq!(
-            render_batch(&results, Format::Table),
-            "IDENTIFIER   DEVICE     REGISTRATION   EXPIRES                TOKEN\n\
-             serial=SN1   dev-7f3a   new            2023-11-21T22:13:20Z   vkt_4NqZ2x\n"
-        );
-    }
-}
+#[path = "register_tests.rs"]
+mod tests;
