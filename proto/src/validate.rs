@@ -390,10 +390,16 @@ pub fn issue_credential_request(req: &v1::IssueCredentialRequest) -> Result {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
     {
-        return Err(fail("name", "only letters, digits, '-', '_', '.', '@' allowed"));
+        return Err(fail(
+            "name",
+            "only letters, digits, '-', '_', '.', '@' allowed",
+        ));
     }
     if req.role.parse::<crate::identity::Role>().is_err() {
-        return Err(fail("role", "must be viewer, operator, provisioner or admin"));
+        return Err(fail(
+            "role",
+            "must be viewer, operator, provisioner or admin",
+        ));
     }
     csr("csr_pem", &req.csr_pem)?;
     if req.lifetime_seconds > MAX_CREDENTIAL_LIFETIME_SECONDS {
@@ -406,7 +412,10 @@ pub fn list_audit_request(req: &v1::ListAuditRequest) -> Result {
     text("action_prefix", &req.action_prefix, MAX_KEY_BYTES)?;
     text("device_id", &req.device_id, MAX_DEVICE_ID_BYTES)?;
     if req.limit as usize > MAX_AUDIT_RECORDS {
-        return Err(fail("limit", format!("at most {MAX_AUDIT_RECORDS} allowed")));
+        return Err(fail(
+            "limit",
+            format!("at most {MAX_AUDIT_RECORDS} allowed"),
+        ));
     }
     Ok(())
 }
