@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::codegen::http;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use vakt_proto::v1::admin_server::AdminServer;
 use vakt_proto::v1::enrollment_server::EnrollmentServer;
@@ -99,6 +100,9 @@ pub async fn serve(
         stopped(stop_rx.clone()),
     ));
     let grpc = Server::builder()
+        .layer(tower::util::MapResponseLayer::new(
+            oversized_is_resource_exhausted,
+        ))
         .tls_config(tls)
         .context("configure TLS")?
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
@@ -133,4 +137,24 @@ pub async fn serve(
     // Whatever was acknowledged is already durable; this only shortens recovery.
     shared.store.durable().await.context("final flush")?;
     served
+}
+
+/// tonic refuses a request over `max_decoding_message_size` with `OUT_OF_RANGE`;
+/// gRPC's convention for "too big" is `RESOURCE_EXHAUSTED`, which is what
+/// clients retry-classify correctly. Vakt itself never returns `OUT_OF_RANGE`,
+/// so every trailers-only response carrying it is this case. (Streamed
+/// requests are mapped where the stream is read: `service::telemetry`.)
+fn oversized_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    const OUT_OF_RANGE: &str = "11";
+    const RESOURCE_EXHAUSTED: http::HeaderValue = http::HeaderValue::from_static("8");
+    if response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|v| v == OUT_OF_RANGE)
+    {
+        response
+            .headers_mut()
+            .insert("grpc-status", RESOURCE_EXHAUSTED);
+    }
+    response
 }

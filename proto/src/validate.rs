@@ -7,8 +7,9 @@
 
 use crate::v1;
 
-/// Largest encoded message either side accepts (tonic enforces it while decoding,
-/// with `RESOURCE_EXHAUSTED`).
+/// Largest encoded message either side accepts. tonic enforces it while
+/// decoding (as `OUT_OF_RANGE`, which the collector reports as
+/// `RESOURCE_EXHAUSTED`).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 pub const MAX_SAMPLES_PER_BATCH: usize = 10_000;
 pub const MAX_EVENTS_PER_BATCH: usize = 256;

@@ -111,7 +111,7 @@ impl AgentStream<'_> {
     ) -> Result<Option<ReportBatch>, Status> {
         loop {
             tokio::select! {
-                message = inbound.message() => return message,
+                message = inbound.message() => return message.map_err(oversized_is_resource_exhausted),
                 revoked = self.revocations.recv() => match revoked {
                     Ok(id) if id == self.device_id => return Err(revoked_status(self.device_id)),
                     Ok(_) => {}
@@ -155,7 +155,7 @@ impl AgentStream<'_> {
                         ended = true;
                         break;
                     }
-                    Some(Err(status)) => return Err(status),
+                    Some(Err(status)) => return Err(oversized_is_resource_exhausted(status)),
                     None => break,
                 }
             }
@@ -228,6 +228,16 @@ impl AgentStream<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// tonic's decoder says `OUT_OF_RANGE` for a message over the size limit;
+/// gRPC's convention (and our contract) is `RESOURCE_EXHAUSTED`.
+fn oversized_is_resource_exhausted(status: Status) -> Status {
+    if status.code() == tonic::Code::OutOfRange {
+        Status::resource_exhausted(status.message().to_owned())
+    } else {
+        status
     }
 }
 
