@@ -294,6 +294,18 @@ async fn oversized_and_nan_batches_are_refused_and_the_collector_carries_on() {
         "INVALID_ARGUMENT says what is wrong"
     );
 
+    // A unary call over the limit gets the same code as a streamed one.
+    let admin = collector.admin_channel().await.expect("admin channel");
+    let status = AdminClient::new(admin)
+        .register_device(v1::RegisterDeviceRequest {
+            unbound: true,
+            owner: "x".repeat(5 * 1024 * 1024),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a 5 MiB RegisterDevice is refused");
+    assert_code(&status, Code::ResourceExhausted, "a 5 MiB unary request");
+
     // Still healthy, nothing stored, and a valid batch is stored.
     assert_eq!(
         health_status(collector.grpc_port, &collector.ca_pem())
