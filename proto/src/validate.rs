@@ -464,7 +464,8 @@ mod tests {
     #[test]
     fn bad_batches_name_the_field() {
         let now = 1_800_000_000_000;
-        let cases: Vec<(Box<dyn Fn(&mut v1::ReportBatch)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut v1::ReportBatch)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|b| b.sequence = 0), "sequence"),
             (
                 Box::new(|b| b.samples[0].value = f64::NAN),
