@@ -31,13 +31,8 @@ impl Admin for AdminService {
         validate::register_device_request(&req).map_err(Error::from)?;
         let shared = &self.shared;
         let now = now_unix_ms();
-        let ttl = if req.token_ttl_seconds == 0 {
-            shared.config.token_ttl
-        } else {
-            Duration::from_secs(req.token_ttl_seconds)
-        };
-        let expires_at_ms = expiry(now, ttl);
-        let token = tokens::generate();
+        let (token, token_record) = new_token(shared.config.token_ttl, req.token_ttl_seconds, now);
+        let expires_at_ms = token_record.expires_at_ms;
         let class = DeviceClass::try_from(req.class).unwrap_or(DeviceClass::Unspecified);
         let registration = Registration {
             serial: req.serial.trim().to_owned(),
@@ -56,18 +51,7 @@ impl Admin for AdminService {
         let new_id = format!("d-{}", hex::encode(rand::random::<[u8; 8]>()));
         let (record, created) = shared
             .store
-            .register(
-                registration,
-                new_id,
-                token.id.clone(),
-                TokenRecord {
-                    device_id: String::new(),
-                    secret_sha256: token.secret_sha256,
-                    created_at_ms: now,
-                    expires_at_ms,
-                    used_at_ms: 0,
-                },
-            )
+            .register(registration, new_id, token.id.clone(), token_record)
             .await
             .map_err(Error::from)?;
         let identifiers = [
@@ -232,26 +216,11 @@ impl Admin for AdminService {
             )));
         }
         let now = now_unix_ms();
-        let ttl = if req.token_ttl_seconds == 0 {
-            shared.config.token_ttl
-        } else {
-            Duration::from_secs(req.token_ttl_seconds)
-        };
-        let expires_at_ms = expiry(now, ttl);
-        let token = tokens::generate();
+        let (token, token_record) = new_token(shared.config.token_ttl, req.token_ttl_seconds, now);
+        let expires_at_ms = token_record.expires_at_ms;
         shared
             .store
-            .reissue_token(
-                &device.device_id,
-                &token.id,
-                TokenRecord {
-                    device_id: device.device_id.clone(),
-                    secret_sha256: token.secret_sha256,
-                    created_at_ms: now,
-                    expires_at_ms,
-                    used_at_ms: 0,
-                },
-            )
+            .reissue_token(&device.device_id, &token.id, token_record)
             .map_err(Error::from)?
             .ok_or_else(|| Error::NotFound(format!("no device matches {:?}", req.device)))?;
         shared.audit(AuditEntry {
@@ -394,8 +363,27 @@ fn actor(name: &str, role: Role) -> String {
     format!("admin:{name} ({role})")
 }
 
-fn expiry(now_ms: i64, ttl: Duration) -> i64 {
-    now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+/// A one-time token and the record that stores its hash (the store fills in
+/// the device id). `requested_ttl_seconds` 0 means the collector's default.
+fn new_token(
+    default_ttl: Duration,
+    requested_ttl_seconds: u64,
+    now_ms: i64,
+) -> (tokens::NewToken, TokenRecord) {
+    let ttl = if requested_ttl_seconds == 0 {
+        default_ttl
+    } else {
+        Duration::from_secs(requested_ttl_seconds)
+    };
+    let token = tokens::generate();
+    let record = TokenRecord {
+        device_id: String::new(),
+        secret_sha256: token.secret_sha256.clone(),
+        created_at_ms: now_ms,
+        expires_at_ms: now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
+        used_at_ms: 0,
+    };
+    (token, record)
 }
 
 impl AdminService {
