@@ -29,6 +29,8 @@ pub use serde_json;
 pub use tonic;
 pub use vakt_proto;
 
+pub mod identity;
+
 /// How long a collector gets to answer health `SERVING` after it was started.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default deadline for a one-shot command (`vaktctl`, `vakt-agent enroll`).
