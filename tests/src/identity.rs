@@ -9,7 +9,6 @@ use crate::{
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 use tonic::transport::Channel;
 
 /// A fixture machine: a sysfs tree whose DMI says `serial` (no
@@ -237,6 +236,14 @@ pub fn csr(common_name: &str, san_uri: Option<&str>) -> (rcgen::KeyPair, String)
     (key, pem)
 }
 
+/// The facts (serial, validity, identity) of the first certificate in `pem`.
+pub fn certificate_facts(pem: &str) -> vakt_proto::identity::CertificateFacts {
+    let certs = vakt_proto::identity::parse_certificates_pem(pem.as_bytes())
+        .expect("certificate PEM parses");
+    let der = certs.first().expect("a certificate in the PEM");
+    vakt_proto::identity::certificate_facts(der).expect("certificate facts")
+}
+
 /// `n` random bytes from the kernel.
 pub fn random_bytes(n: usize) -> Vec<u8> {
     use std::io::Read;
@@ -324,13 +331,4 @@ pub fn private_key_needles(key_pem: &str) -> Vec<Vec<u8>> {
         .expect("key PEM parses")
         .serialize_der();
     vec![der, body.into_bytes(), first_line.into_bytes()]
-}
-
-/// Sleeps in small steps while `check` holds, failing early when it does not.
-pub fn hold_for(duration: Duration, mut check: impl FnMut()) {
-    let deadline = std::time::Instant::now() + duration;
-    while std::time::Instant::now() < deadline {
-        check();
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }

@@ -5,7 +5,9 @@
 use tonic::Code;
 use vakt_proto::v1;
 use vakt_proto::v1::enrollment_client::EnrollmentClient;
-use vakt_tests::identity::{FixtureHardware, agent_enroll_with_config, audit, csr, flags_of};
+use vakt_tests::identity::{
+    FixtureHardware, agent_enroll_with_config, audit, certificate_facts, csr, flags_of,
+};
 use vakt_tests::{
     Collector, Credentials, assert_code, connect, cpu_batch, enroll_direct, expect_status,
     metric_points_of, now_ms, report, str_field, test_hardware,
@@ -273,8 +275,8 @@ async fn a_csr_or_payload_claiming_another_device_stores_nothing_under_it() {
         .unwrap_or_else(|s| panic!("a CSR without SANs enrolls: {s:?}"))
         .into_inner();
     assert_eq!(enrolled.device_id, attacker.device_id);
-    let der = first_cert_der(&enrolled.certificate_pem);
-    let identity = vakt_proto::identity::identity_from_certificate(&der)
+    let identity = certificate_facts(&enrolled.certificate_pem)
+        .identity
         .expect("the certificate names an identity");
     assert_eq!(
         identity.to_uri(),
@@ -355,11 +357,4 @@ async fn a_csr_or_payload_claiming_another_device_stores_nothing_under_it() {
             "unexpected audit record about the victim: {record}"
         );
     }
-}
-
-/// The DER bytes of the first certificate in a PEM text.
-fn first_cert_der(pem: &str) -> Vec<u8> {
-    let certs = vakt_proto::identity::parse_certificates_pem(pem.as_bytes())
-        .expect("certificate PEM parses");
-    certs.first().expect("one certificate").to_vec()
 }
