@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use vakt_proto::Identity;
 use vakt_proto::identity::Role;
 
-/// Backdating absorbs small clock differences between collector and devices.
+/// Most a certificate is backdated, for clock differences between collector and devices.
 const BACKDATE: Duration = Duration::from_secs(5 * 60);
 const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 const SERVER_LIFETIME: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
@@ -229,8 +229,11 @@ fn dn(common_name: &str) -> DistinguishedName {
 }
 
 fn set_validity(params: &mut CertificateParams, lifetime: Duration) {
+    // Backdating absorbs clock differences, but must stay a small part of a
+    // short lifetime: agents renew at a fraction of not_after - not_before.
+    let backdate = BACKDATE.min(lifetime / 100);
     let now = OffsetDateTime::now_utc();
-    params.not_before = now - BACKDATE;
+    params.not_before = now - backdate;
     params.not_after = now + lifetime;
 }
 

@@ -82,6 +82,9 @@ impl Enrollment for EnrollmentService {
                     peer: peer_text,
                 })?;
                 shared.store.durable().await.map_err(Error::from)?;
+                // A re-enrolled device's previous agent instance (if any is
+                // still connected) must not keep reporting under this identity.
+                let _ = shared.revocations.send(response.device_id.clone());
                 Ok(Response::new(response))
             }
             Err(refused) => {

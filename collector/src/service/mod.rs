@@ -26,7 +26,8 @@ pub struct Shared {
     pub config: CollectorConfig,
     pub metrics: Metrics,
     pub enroll_limiter: EnrollLimiter,
-    /// Device ids as they are revoked, so open report streams end at once.
+    /// Device ids as they are revoked or re-enrolled, so the open report
+    /// streams of the old identity end at once.
     pub revocations: tokio::sync::broadcast::Sender<String>,
     pub streams: streams::StreamRegistry,
 }

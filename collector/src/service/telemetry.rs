@@ -113,7 +113,7 @@ impl AgentStream<'_> {
             tokio::select! {
                 message = inbound.message() => return message.map_err(oversized_is_resource_exhausted),
                 revoked = self.revocations.recv() => match revoked {
-                    Ok(id) if id == self.device_id => return Err(revoked_status(self.device_id)),
+                    Ok(id) if id == self.device_id => return Err(self.ended_status()?),
                     Ok(_) => {}
                     // Missed some: ask the store instead.
                     Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -131,6 +131,23 @@ impl AgentStream<'_> {
                 },
             }
         }
+    }
+
+    /// Why the stream is being ended: the device was revoked, or it enrolled
+    /// again and this connection belongs to the superseded instance.
+    fn ended_status(&self) -> Result<Status, Status> {
+        let device = self
+            .shared
+            .store
+            .device(self.device_id)
+            .map_err(Error::from)?;
+        Ok(match device {
+            Some(d) if d.revoked_at_ms == 0 => Status::permission_denied(format!(
+                "device {} enrolled again; this connection's certificate is superseded",
+                self.device_id
+            )),
+            _ => revoked_status(self.device_id),
+        })
     }
 
     async fn serve(

@@ -2,8 +2,8 @@
 //! `devices`, `index`, `tokens` and `denylist` trees.
 
 use super::{
-    DeviceRecord, Flag, MAX_FLAGS, MAX_ISSUED_SERIALS, Registration, Result, Store, TokenRecord,
-    decode_json, encode_json, flatten, flatten_tx, index_key,
+    DeviceRecord, Flag, IngestState, MAX_FLAGS, MAX_ISSUED_SERIALS, Registration, Result, Store,
+    TokenRecord, decode_json, encode_json, flatten, flatten_tx, index_key, series,
 };
 use sled::Transactional;
 use sled::transaction::ConflictableTransactionError;
@@ -162,30 +162,48 @@ impl Store {
         now_ms: i64,
         enrolled: impl Fn(&mut DeviceRecord),
     ) -> Result<Option<DeviceRecord>> {
-        let outcome = (&self.tokens, &self.devices).transaction(|(tokens, devices)| {
-            let Some(raw) = tokens.get(token_id.as_bytes())? else {
-                return Ok(None);
-            };
-            let mut token: TokenRecord =
-                decode_json(token_id, &raw).map_err(ConflictableTransactionError::Abort)?;
-            if token.used_at_ms != 0 || token.expires_at_ms <= now_ms {
-                return Ok(None);
-            }
-            token.used_at_ms = now_ms;
-            let Some(raw) = devices.get(token.device_id.as_bytes())? else {
-                return Ok(None);
-            };
-            let mut device: DeviceRecord =
-                decode_json(&token.device_id, &raw).map_err(ConflictableTransactionError::Abort)?;
-            if device.token_id.as_deref() != Some(token_id) {
-                return Ok(None);
-            }
-            device.token_id = None;
-            enrolled(&mut device);
-            tokens.insert(token_id.as_bytes(), encode_json(&token))?;
-            devices.insert(device.device_id.as_bytes(), encode_json(&device))?;
-            Ok(Some(device))
-        });
+        let outcome = (&self.tokens, &self.devices, &self.telemetry, &self.denylist).transaction(
+            |(tokens, devices, telemetry, denylist)| {
+                let Some(raw) = tokens.get(token_id.as_bytes())? else {
+                    return Ok(None);
+                };
+                let mut token: TokenRecord =
+                    decode_json(token_id, &raw).map_err(ConflictableTransactionError::Abort)?;
+                if token.used_at_ms != 0 || token.expires_at_ms <= now_ms {
+                    return Ok(None);
+                }
+                token.used_at_ms = now_ms;
+                let device_id = token.device_id.clone();
+                let Some(raw) = devices.get(device_id.as_bytes())? else {
+                    return Ok(None);
+                };
+                let mut device: DeviceRecord =
+                    decode_json(&device_id, &raw).map_err(ConflictableTransactionError::Abort)?;
+                if device.token_id.as_deref() != Some(token_id) {
+                    return Ok(None);
+                }
+                device.token_id = None;
+                // A new enrollment is a new agent instance with a new key: the
+                // certificates of the previous one stop working, and its
+                // report sequence starts again from 1 (not a clone).
+                let previous = std::mem::take(&mut device.issued_serials);
+                for serial in &previous {
+                    denylist.insert(serial.as_bytes(), device_id.as_bytes())?;
+                }
+                let state_key = series::state_key(&device_id);
+                if let Some(raw) = telemetry.get(&state_key)? {
+                    let mut state: IngestState = decode_json(&device_id, &raw)
+                        .map_err(ConflictableTransactionError::Abort)?;
+                    state.last_sequence = 0;
+                    state.last_collected_ms = 0;
+                    telemetry.insert(state_key, encode_json(&state))?;
+                }
+                enrolled(&mut device);
+                tokens.insert(token_id.as_bytes(), encode_json(&token))?;
+                devices.insert(device_id.as_bytes(), encode_json(&device))?;
+                Ok(Some(device))
+            },
+        );
         flatten(outcome)
     }
 

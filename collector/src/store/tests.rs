@@ -200,3 +200,32 @@ async fn data_survives_reopen() {
     let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
     assert_eq!(store.ingest_state("d-1").unwrap().last_sequence, 7);
 }
+
+#[tokio::test]
+async fn enrolling_again_restarts_the_sequence_and_denylists_the_old_certificates() {
+    let (_dir, store) = open();
+    let reg = Registration {
+        machine_id: "m".into(),
+        ..Default::default()
+    };
+    store
+        .register(reg.clone(), "d-1".into(), "t1".into(), token(10))
+        .await
+        .unwrap();
+    store
+        .complete_enrollment("t1", 11, |d| Store::record_certificate(d, "aa", 99))
+        .unwrap()
+        .unwrap();
+    store.ingest("d-1", &batch(3, 500, 0.5), 500).unwrap();
+    store.reissue_token("d-1", "t2", token(20)).unwrap().unwrap();
+    let device = store
+        .complete_enrollment("t2", 21, |d| Store::record_certificate(d, "bb", 99))
+        .unwrap()
+        .unwrap();
+    assert_eq!(device.issued_serials, vec!["bb".to_string()]);
+    assert!(store.is_denylisted("aa").unwrap());
+    assert!(!store.is_denylisted("bb").unwrap());
+    let fresh = store.ingest("d-1", &batch(1, 600, 0.5), 600).unwrap();
+    assert!(fresh.stored, "the new agent's first batch is stored");
+    assert!(!fresh.clone_suspected);
+}
