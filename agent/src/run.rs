@@ -430,11 +430,17 @@ impl Agent {
         state::save_sequence(&self.state_dir, sequence)?;
         self.last_sequence = sequence;
         let dropped = self.spool.push(&batch)?;
-        if batch.dropped_reports > 0 || dropped > 0 {
-            if dropped > 0 {
-                tracing::warn!(dropped, "spool full: dropped the oldest reports");
+        if batch.dropped_reports > 0 || dropped.batches > 0 {
+            if dropped.batches > 0 {
+                tracing::warn!(
+                    dropped = dropped.batches,
+                    "spool full: dropped the oldest reports"
+                );
             }
-            self.delivery.pending_dropped = dropped;
+            // This batch announces what was pending; what it just pushed out
+            // (and what those batches were announcing) waits for the next one.
+            self.delivery.pending_dropped = dropped.to_announce();
+            self.delivery.dropped_reports_total += dropped.batches;
             self.save_delivery();
         }
         if batch.inventory.is_some() {
@@ -557,10 +563,12 @@ impl Agent {
                 // count it, and let the rest through.
                 let culprit = self.spool.next_sequence_after(self.delivery.acked_sequence);
                 if let Some(sequence) = culprit {
-                    if let Err(e) = self.spool.remove_one(sequence) {
-                        tracing::warn!("{e:#}");
+                    match self.spool.remove_one(sequence) {
+                        Ok(carried) => self.delivery.pending_dropped += carried,
+                        Err(e) => tracing::warn!("{e:#}"),
                     }
                     self.delivery.pending_dropped += 1;
+                    self.delivery.dropped_reports_total += 1;
                     self.save_delivery();
                     self.forget_dropped_inventory();
                 }

@@ -14,6 +14,24 @@ use vakt_proto::v1::ReportBatch;
 
 const SUFFIX: &str = ".pb";
 
+/// What making room in the spool cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Batches deleted unacknowledged.
+    pub batches: u64,
+    /// The `dropped_reports` those batches were carrying to the collector. A
+    /// long outage drops the very batches that announce earlier drops, so these
+    /// must be announced again or the collector's count falls short.
+    pub carried: u64,
+}
+
+impl Dropped {
+    /// Reports the collector must now be told about.
+    pub fn to_announce(&self) -> u64 {
+        self.batches + self.carried
+    }
+}
+
 pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
@@ -91,8 +109,8 @@ impl Spool {
     }
 
     /// Stores a batch durably. Makes room first by dropping the oldest batches;
-    /// returns how many were dropped so the caller can report it.
-    pub fn push(&mut self, batch: &ReportBatch) -> anyhow::Result<u64> {
+    /// returns what was dropped so the caller can report it.
+    pub fn push(&mut self, batch: &ReportBatch) -> anyhow::Result<Dropped> {
         anyhow::ensure!(
             self.max_sequence().is_none_or(|max| batch.sequence > max),
             "spool: sequence {} is not above {:?}",
@@ -101,11 +119,12 @@ impl Spool {
         );
         let data = batch.encode_to_vec();
         let size = data.len() as u64;
-        let mut dropped = 0;
+        let mut dropped = Dropped::default();
         // The newest batch is always kept, even when it alone exceeds the cap.
         while self.total_bytes + size > self.max_bytes && !self.entries.is_empty() {
-            if self.drop_oldest()?.is_some() {
-                dropped += 1;
+            if let Some(carried) = self.drop_oldest()? {
+                dropped.batches += 1;
+                dropped.carried += carried;
             }
         }
         crate::state::write_atomic(&self.path(batch.sequence), &data, 0o600, true)?;
@@ -133,18 +152,30 @@ impl Spool {
             .map(|(s, _)| *s)
     }
 
-    /// Removes one batch that will never be accepted.
-    pub fn remove_one(&mut self, sequence: u64) -> anyhow::Result<()> {
-        self.remove(sequence)
+    /// Removes one batch that will never be accepted; returns the drop count
+    /// it carried (see [`Dropped::carried`]).
+    pub fn remove_one(&mut self, sequence: u64) -> anyhow::Result<u64> {
+        let carried = self.carried(sequence);
+        self.remove(sequence)?;
+        Ok(carried)
     }
 
-    /// Removes the oldest batch without it being acknowledged.
+    /// Removes the oldest batch without it being acknowledged; returns the drop
+    /// count it carried, or None when the spool is empty.
     pub fn drop_oldest(&mut self) -> anyhow::Result<Option<u64>> {
         let Some(sequence) = self.min_sequence() else {
             return Ok(None);
         };
-        self.remove(sequence)?;
-        Ok(Some(sequence))
+        self.remove_one(sequence).map(Some)
+    }
+
+    /// The `dropped_reports` a stored batch announces. Read only when a batch
+    /// is dropped: a damaged file counts as announcing none.
+    fn carried(&self, sequence: u64) -> u64 {
+        std::fs::read(self.path(sequence))
+            .ok()
+            .and_then(|data| ReportBatch::decode(data.as_slice()).ok())
+            .map_or(0, |b| b.dropped_reports)
     }
 
     /// Deletes every batch up to and including `sequence`; returns how many.
@@ -254,7 +285,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
         for s in [1, 2, 3, 10, 11] {
-            assert_eq!(spool.push(&batch(s, 3)).unwrap(), 0);
+            assert_eq!(spool.push(&batch(s, 3)).unwrap(), Dropped::default());
         }
         drop(spool);
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
@@ -288,11 +319,30 @@ mod tests {
         let mut spool = Spool::open(dir.path(), one * 3 + one / 2).unwrap();
         let mut dropped = 0;
         for s in 1..=5 {
-            dropped += spool.push(&batch(s, 20)).unwrap();
+            dropped += spool.push(&batch(s, 20)).unwrap().batches;
         }
         assert_eq!(dropped, 2);
         assert_eq!(drain(&mut spool), vec![3, 4, 5]);
         assert!(spool.total_bytes() <= one * 3 + one / 2);
+    }
+
+    #[test]
+    fn dropping_a_batch_hands_back_the_drops_it_announced() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = batch(1, 20).encoded_len() as u64;
+        let mut spool = Spool::open(dir.path(), one * 2 + one / 2).unwrap();
+        let announcing = |s: u64, n: u64| ReportBatch {
+            dropped_reports: n,
+            ..batch(s, 20)
+        };
+        assert_eq!(spool.push(&announcing(1, 0)).unwrap().batches, 0);
+        assert_eq!(spool.push(&announcing(2, 7)).unwrap().batches, 0);
+        let first = spool.push(&announcing(3, 0)).unwrap();
+        assert_eq!((first.batches, first.carried), (1, 0));
+        let second = spool.push(&announcing(4, 1)).unwrap();
+        // Batch 2 goes, and with it the news of 7 earlier drops.
+        assert_eq!((second.batches, second.carried), (1, 7));
+        assert_eq!(second.to_announce(), 8);
     }
 
     #[test]

@@ -155,6 +155,10 @@ pub struct Delivery {
     /// Reports dropped but not yet announced in a batch's `dropped_reports`.
     #[serde(default)]
     pub pending_dropped: u64,
+    /// Every report this agent dropped unacknowledged (spool full, or refused),
+    /// for `status`; the collector sums the announced counts the same way.
+    #[serde(default)]
+    pub dropped_reports_total: u64,
     /// Boot time seen by the previous run, to tell a reboot from a restart.
     #[serde(default)]
     pub boot_time_unix_ms: i64,

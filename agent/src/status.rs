@@ -17,6 +17,8 @@ pub struct Status {
     pub spool_bytes: u64,
     pub last_sequence: u64,
     pub acked_sequence: u64,
+    /// Reports dropped unacknowledged (spool cap reached, or refused by the collector).
+    pub dropped_reports_total: u64,
     pub report_interval_seconds: u32,
 }
 
@@ -39,6 +41,7 @@ pub fn read(state_dir: &Path) -> anyhow::Result<Status> {
         spool_bytes,
         last_sequence: state::load_sequence(state_dir).unwrap_or(0),
         acked_sequence: delivery.acked_sequence,
+        dropped_reports_total: delivery.dropped_reports_total,
         report_interval_seconds: enrollment.settings.report_interval_seconds,
     })
 }
@@ -69,6 +72,7 @@ pub fn to_text(s: &Status) -> String {
          spool:              {} reports, {} bytes\n\
          last sequence:      {}\n\
          last acknowledged:  {}\n\
+         dropped reports:    {}\n\
          state directory:    {}\n",
         s.device_id,
         s.collector,
@@ -76,6 +80,7 @@ pub fn to_text(s: &Status) -> String {
         s.spool_bytes,
         s.last_sequence,
         s.acked_sequence,
+        s.dropped_reports_total,
         s.state_dir,
     )
 }
