@@ -265,6 +265,13 @@ pub(super) fn collect(c: &mut Collector) -> Vec<Sample> {
             push("system.processes.count", &[], count as f64);
         }
     }
+
+    // Per-disk I/O, drops, sensors and batteries: straight from procfs/sysfs.
+    let sysfs = &c.paths.sysfs;
+    super::io::disk_io(&procfs, sysfs, &mut out);
+    super::io::network_dropped(&procfs, &mut out);
+    super::power::temperatures(sysfs, &mut out);
+    super::power::batteries(sysfs, &mut out);
     out
 }
 

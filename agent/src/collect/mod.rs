@@ -8,6 +8,8 @@
 
 mod health;
 mod inventory;
+mod io;
+mod power;
 
 use crate::config::Paths;
 use std::path::Path;
@@ -60,6 +62,24 @@ pub(crate) fn attrs(pairs: &[(&str, &str)]) -> Vec<Attribute> {
             value: (*v).to_owned(),
         })
         .collect()
+}
+
+/// Appends a sample (timestamped by its batch); non-finite values are left out
+/// because the collector refuses them.
+pub(crate) fn push_sample(
+    out: &mut Vec<Sample>,
+    metric: &str,
+    attributes: &[(&str, &str)],
+    value: f64,
+) {
+    if value.is_finite() {
+        out.push(Sample {
+            metric: metric.to_owned(),
+            attributes: attrs(attributes),
+            value,
+            timestamp_unix_ms: 0,
+        });
+    }
 }
 
 /// A small text file, trimmed; None when missing or unreadable (no DMI on VMs,
@@ -142,8 +162,103 @@ pub(crate) fn is_pseudo_filesystem(fs_type: &str, mount_point: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Writes a fixture file under `root`, creating its directories.
+    pub(crate) fn write(root: &Path, rel: &str, content: &str) {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    /// The value of the sample of `metric` with exactly these attributes.
+    pub(crate) fn value(
+        samples: &[Sample],
+        metric: &str,
+        attributes: &[(&str, &str)],
+    ) -> Option<f64> {
+        let wanted = attrs(attributes);
+        samples
+            .iter()
+            .find(|s| s.metric == metric && s.attributes == wanted)
+            .map(|s| s.value)
+    }
+
+    fn fixture_paths(root: &Path) -> Paths {
+        Paths {
+            procfs: root.join("proc"),
+            sysfs: root.join("sys"),
+            rootfs: root.to_path_buf(),
+            etc_machine_id: root.join("etc/machine-id"),
+        }
+    }
+
+    #[test]
+    fn laptop_fixture_reports_its_degraded_battery_and_temperatures() {
+        let dir = tempfile::tempdir().unwrap();
+        power::tests::laptop_sysfs(&dir.path().join("sys"));
+        write(dir.path(), "sys/class/dmi/id/chassis_type", "9\n");
+        let mut collector = Collector::new(&fixture_paths(dir.path())).unwrap();
+        let health = collector.health();
+        let bat = [("battery", "BAT0")];
+        let h = value(&health, "system.battery.health", &bat).unwrap();
+        assert!((h - 0.76).abs() < 1e-9, "{h}");
+        assert_eq!(value(&health, "system.battery.charge", &bat), Some(0.64));
+        assert_eq!(
+            value(&health, "system.battery.cycle_count", &bat),
+            Some(412.0)
+        );
+        assert_eq!(
+            value(
+                &health,
+                "system.battery.state",
+                &[("battery", "BAT0"), ("state", "discharging")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &health,
+                "system.hardware.temperature",
+                &[("sensor", "coretemp Package id 0")]
+            ),
+            Some(52.5)
+        );
+        assert_eq!(collector.inventory().chassis_type, "laptop");
+    }
+
+    #[test]
+    fn server_fixture_reports_both_disks_and_its_serial() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "proc/diskstats", io::tests::SERVER_DISKSTATS);
+        for disk in ["sda", "sdb"] {
+            write(
+                dir.path(),
+                &format!("sys/block/{disk}/queue/rotational"),
+                "1\n",
+            );
+        }
+        write(dir.path(), "sys/class/dmi/id/product_serial", "SRV-0042\n");
+        write(dir.path(), "sys/class/dmi/id/chassis_type", "23\n");
+        let mut collector = Collector::new(&fixture_paths(dir.path())).unwrap();
+        let health = collector.health();
+        let disks: std::collections::BTreeSet<String> = health
+            .iter()
+            .filter(|s| s.metric == "system.disk.io")
+            .flat_map(|s| s.attributes.iter().filter(|a| a.key == "device"))
+            .map(|a| a.value.clone())
+            .collect();
+        assert_eq!(disks.into_iter().collect::<Vec<_>>(), ["sda", "sdb"]);
+        assert!(
+            health
+                .iter()
+                .all(|s| !s.metric.starts_with("system.battery"))
+        );
+        let inventory = collector.inventory();
+        assert_eq!(inventory.serial, "SRV-0042");
+        assert_eq!(inventory.chassis_type, "rack-mount");
+    }
 
     #[test]
     fn clean_text_cuts_on_char_boundaries() {
