@@ -52,7 +52,13 @@ impl Telemetry for TelemetryService {
                 revocations,
             };
             if let Err(status) = stream.serve(inbound, &tx).await {
-                tracing::warn!(%device_id, code = ?status.code(), message = status.message(), "report stream ended with an error");
+                // An agent that disconnects (shutdown, network drop) surfaces
+                // as Unknown/Cancelled from h2: routine, not worth a warning.
+                if matches!(status.code(), tonic::Code::Unknown | tonic::Code::Cancelled) {
+                    tracing::debug!(%device_id, message = status.message(), "report stream closed by the agent");
+                } else {
+                    tracing::warn!(%device_id, code = ?status.code(), message = status.message(), "report stream ended with an error");
+                }
                 let _ = tx.send(Err(status)).await;
             }
             shared.metrics.connected_agents.dec();
