@@ -13,6 +13,7 @@ pub mod enroll;
 pub mod renew;
 mod run;
 pub mod service;
+pub mod sleep;
 pub mod spool;
 pub mod state;
 pub mod status;

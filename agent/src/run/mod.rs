@@ -118,6 +118,10 @@ pub async fn run(
     let mut shutting_down: Option<(Instant, u64)> = None;
     tokio::pin!(shutdown);
     let mut watchdog = crate::service::watchdog_interval().map(tokio::time::interval);
+    let mut sleep = crate::sleep::Detector::default();
+    if let Some(clocks) = crate::sleep::Clocks::now() {
+        sleep.observe(clocks);
+    }
     crate::service::notify("READY=1");
 
     loop {
@@ -142,7 +146,20 @@ pub async fn run(
         let mut failed: Option<String> = None;
         match step {
             Step::Tick => {
-                let events = std::mem::take(&mut agent.pending_events);
+                let mut events = std::mem::take(&mut agent.pending_events);
+                if let Some(slept) = crate::sleep::Clocks::now().and_then(|c| sleep.observe(c)) {
+                    tracing::info!(
+                        asleep_at_unix_ms = slept.asleep_at_unix_ms,
+                        resumed_at_unix_ms = slept.resumed_at_unix_ms,
+                        "the machine was suspended"
+                    );
+                    events.extend(slept.events());
+                    // After a night in a bag the backoff has grown; the network
+                    // is likely back, and the resume should reach the collector now.
+                    if let Link::Down(retry) = &mut link {
+                        retry.as_mut().reset(Instant::now());
+                    }
+                }
                 if let Err(e) = agent.report(events) {
                     tracing::error!("cannot store report: {e:#}");
                 }
