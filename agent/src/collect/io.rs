@@ -31,8 +31,9 @@ fn is_whole_disk(sysfs: &Path, name: &str) -> bool {
     }
     let ends_in_digit = name.bytes().last().is_some_and(|b| b.is_ascii_digit());
     if name.starts_with("nvme") || name.starts_with("mmcblk") {
-        // nvme0n1 is a disk, nvme0n1p2 a partition; mmcblk0 / mmcblk0p1 likewise.
-        !name.contains('p') || name.rfind('p').is_some_and(|i| i < 4)
+        // nvme0n1 is a disk, nvme0n1p2 a partition; mmcblk0 / mmcblk0p1 likewise
+        // (neither prefix has a "p" of its own).
+        !name.contains('p')
     } else {
         !ends_in_digit
     }
