@@ -217,7 +217,10 @@ async fn enrolling_again_restarts_the_sequence_and_denylists_the_old_certificate
         .unwrap()
         .unwrap();
     store.ingest("d-1", &batch(3, 500, 0.5), 500).unwrap();
-    store.reissue_token("d-1", "t2", token(20)).unwrap().unwrap();
+    store
+        .reissue_token("d-1", "t2", token(20))
+        .unwrap()
+        .unwrap();
     let device = store
         .complete_enrollment("t2", 21, |d| Store::record_certificate(d, "bb", 99))
         .unwrap()
