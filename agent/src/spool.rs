@@ -108,9 +108,14 @@ impl Spool {
         self.max_bytes = max_bytes;
     }
 
-    /// Stores a batch durably. Makes room first by dropping the oldest batches;
-    /// returns what was dropped so the caller can report it.
-    pub fn push(&mut self, batch: &ReportBatch) -> anyhow::Result<Dropped> {
+    /// Stores a batch durably. Makes room first by dropping the oldest batches
+    /// above `in_flight_upto`; returns what was dropped so the caller can report it.
+    ///
+    /// Batches up to `in_flight_upto` are on their way on a live stream and
+    /// about to be acknowledged: dropping one would count as lost a report the
+    /// collector is storing. They may hold the spool over its cap by a window's
+    /// worth until their acknowledgement deletes them.
+    pub fn push(&mut self, batch: &ReportBatch, in_flight_upto: u64) -> anyhow::Result<Dropped> {
         anyhow::ensure!(
             self.max_sequence().is_none_or(|max| batch.sequence > max),
             "spool: sequence {} is not above {:?}",
@@ -121,11 +126,12 @@ impl Spool {
         let size = data.len() as u64;
         let mut dropped = Dropped::default();
         // The newest batch is always kept, even when it alone exceeds the cap.
-        while self.total_bytes + size > self.max_bytes && !self.entries.is_empty() {
-            if let Some(carried) = self.drop_oldest()? {
-                dropped.batches += 1;
-                dropped.carried += carried;
-            }
+        while self.total_bytes + size > self.max_bytes {
+            let Some(oldest) = self.next_sequence_after(in_flight_upto) else {
+                break;
+            };
+            dropped.batches += 1;
+            dropped.carried += self.remove_one(oldest)?;
         }
         crate::state::write_atomic(&self.path(batch.sequence), &data, 0o600, true)?;
         self.entries.insert(batch.sequence, size);
@@ -158,15 +164,6 @@ impl Spool {
         let carried = self.carried(sequence);
         self.remove(sequence)?;
         Ok(carried)
-    }
-
-    /// Removes the oldest batch without it being acknowledged; returns the drop
-    /// count it carried, or None when the spool is empty.
-    pub fn drop_oldest(&mut self) -> anyhow::Result<Option<u64>> {
-        let Some(sequence) = self.min_sequence() else {
-            return Ok(None);
-        };
-        self.remove_one(sequence).map(Some)
     }
 
     /// The `dropped_reports` a stored batch announces. Read only when a batch
@@ -285,7 +282,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
         for s in [1, 2, 3, 10, 11] {
-            assert_eq!(spool.push(&batch(s, 3)).unwrap(), Dropped::default());
+            assert_eq!(spool.push(&batch(s, 3), 0).unwrap(), Dropped::default());
         }
         drop(spool);
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
@@ -301,7 +298,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
         for s in 1..=5 {
-            spool.push(&batch(s, 1)).unwrap();
+            spool.push(&batch(s, 1), 0).unwrap();
         }
         assert_eq!(spool.ack(3).unwrap(), 3);
         assert_eq!(spool.ack(3).unwrap(), 0);
@@ -319,7 +316,7 @@ mod tests {
         let mut spool = Spool::open(dir.path(), one * 3 + one / 2).unwrap();
         let mut dropped = 0;
         for s in 1..=5 {
-            dropped += spool.push(&batch(s, 20)).unwrap().batches;
+            dropped += spool.push(&batch(s, 20), 0).unwrap().batches;
         }
         assert_eq!(dropped, 2);
         assert_eq!(drain(&mut spool), vec![3, 4, 5]);
@@ -335,22 +332,38 @@ mod tests {
             dropped_reports: n,
             ..batch(s, 20)
         };
-        assert_eq!(spool.push(&announcing(1, 0)).unwrap().batches, 0);
-        assert_eq!(spool.push(&announcing(2, 7)).unwrap().batches, 0);
-        let first = spool.push(&announcing(3, 0)).unwrap();
+        assert_eq!(spool.push(&announcing(1, 0), 0).unwrap().batches, 0);
+        assert_eq!(spool.push(&announcing(2, 7), 0).unwrap().batches, 0);
+        let first = spool.push(&announcing(3, 0), 0).unwrap();
         assert_eq!((first.batches, first.carried), (1, 0));
-        let second = spool.push(&announcing(4, 1)).unwrap();
+        let second = spool.push(&announcing(4, 1), 0).unwrap();
         // Batch 2 goes, and with it the news of 7 earlier drops.
         assert_eq!((second.batches, second.carried), (1, 7));
         assert_eq!(second.to_announce(), 8);
     }
 
     #[test]
+    fn batches_in_flight_are_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = batch(1, 20).encoded_len() as u64;
+        let mut spool = Spool::open(dir.path(), one * 2 + one / 2).unwrap();
+        for s in 1..=2 {
+            spool.push(&batch(s, 20), 0).unwrap();
+        }
+        // 1 is on the wire: 2 goes instead.
+        assert_eq!(spool.push(&batch(3, 20), 1).unwrap().batches, 1);
+        assert_eq!(drain(&mut spool), vec![1, 3]);
+        // Everything in flight: over the cap rather than losing a delivered report.
+        assert_eq!(spool.push(&batch(4, 20), 3).unwrap().batches, 0);
+        assert_eq!(drain(&mut spool), vec![1, 3, 4]);
+    }
+
+    #[test]
     fn corrupt_files_are_removed_not_fatal() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
-        spool.push(&batch(1, 1)).unwrap();
-        spool.push(&batch(3, 1)).unwrap();
+        spool.push(&batch(1, 1), 0).unwrap();
+        spool.push(&batch(3, 1), 0).unwrap();
         std::fs::write(dir.path().join(file_name(2)), b"\xff\xff\xff garbage").unwrap();
         // A file named for one sequence but holding another is damage too.
         std::fs::write(dir.path().join(file_name(4)), batch(9, 1).encode_to_vec()).unwrap();
@@ -365,8 +378,8 @@ mod tests {
     fn sequences_must_increase() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
-        spool.push(&batch(5, 1)).unwrap();
-        assert!(spool.push(&batch(5, 1)).is_err());
-        assert!(spool.push(&batch(4, 1)).is_err());
+        spool.push(&batch(5, 1), 0).unwrap();
+        assert!(spool.push(&batch(5, 1), 0).is_err());
+        assert!(spool.push(&batch(4, 1), 0).is_err());
     }
 }

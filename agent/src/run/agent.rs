@@ -85,7 +85,13 @@ impl Agent {
     }
 
     /// Collects, assembles and spools one batch; returns its sequence.
-    pub(super) fn report(&mut self, events: Vec<vakt_proto::v1::Event>) -> anyhow::Result<u64> {
+    /// `in_flight_upto`: the highest sequence queued on a live stream, which
+    /// the spool must not drop to make room (see [`Spool::push`]).
+    pub(super) fn report(
+        &mut self,
+        events: Vec<vakt_proto::v1::Event>,
+        in_flight_upto: u64,
+    ) -> anyhow::Result<u64> {
         let samples = self.collector.health();
         let stale = self
             .inventory
@@ -120,7 +126,7 @@ impl Agent {
         // number out twice.
         state::save_sequence(&self.state_dir, sequence)?;
         self.last_sequence = sequence;
-        let dropped = self.spool.push(&batch)?;
+        let dropped = self.spool.push(&batch, in_flight_upto)?;
         if batch.dropped_reports > 0 || dropped.batches > 0 {
             if dropped.batches > 0 {
                 tracing::warn!(

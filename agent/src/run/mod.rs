@@ -154,13 +154,17 @@ pub async fn run(
                         "the machine was suspended"
                     );
                     events.extend(slept.events());
-                    // After a night in a bag the backoff has grown; the network
-                    // is likely back, and the resume should reach the collector now.
-                    if let Link::Down(retry) = &mut link {
-                        retry.as_mut().reset(Instant::now());
+                    // After a night in a bag the backoff has grown and an open
+                    // stream is probably dead (NAT state, Wi-Fi changed) though
+                    // keepalive would take 40 s to say so. Reconnect now, so the
+                    // resume reaches the collector at once.
+                    backoff.reset();
+                    match &mut link {
+                        Link::Down(retry) => retry.as_mut().reset(Instant::now()),
+                        Link::Open(_) => failed = Some("the machine slept; reconnecting".into()),
                     }
                 }
-                if let Err(e) = agent.report(events) {
+                if let Err(e) = agent.report(events, in_flight_upto(&link)) {
                     tracing::error!("cannot store report: {e:#}");
                 }
                 if let Link::Open(session) = &link {
@@ -180,7 +184,7 @@ pub async fn run(
                 tracing::info!("shutting down");
                 crate::service::notify("STOPPING=1");
                 let events = vec![batch::event(EventKind::Shutdown, "agent stopping")];
-                match agent.report(events) {
+                match agent.report(events, in_flight_upto(&link)) {
                     Ok(last) => {
                         shutting_down = Some((Instant::now() + SHUTDOWN_GRACE, last));
                         if let Link::Down(retry) = &mut link {
@@ -284,6 +288,14 @@ pub async fn run(
     drop(link);
     agent.delivery.save(&state_dir)?;
     Ok(())
+}
+
+/// The highest sequence handed to the current stream, 0 when there is none.
+fn in_flight_upto(link: &Link) -> u64 {
+    match link {
+        Link::Open(session) => session.sent_upto,
+        Link::Down(_) => 0,
+    }
 }
 
 /// Ticks of an optional interval; never resolves when there is none.
