@@ -83,6 +83,7 @@ pub fn device_view(
             })
             .collect(),
         revoked_at_unix_ms: record.revoked_at_ms,
+        dropped_reports_total: state.dropped_reports_total,
     }
 }
 

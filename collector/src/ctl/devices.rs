@@ -235,6 +235,7 @@ fn device_block(d: &v1::Device, now_ms: i64) -> String {
             ("Certificate", certificate),
             ("Report interval", interval),
             ("Last sequence", d.last_sequence.to_string()),
+            ("Dropped reports", d.dropped_reports_total.to_string()),
             ("Revoked", revoked),
             ("Flags", flags),
         ],
@@ -403,6 +404,7 @@ pub struct DeviceJson<'a> {
     inventory: Option<InventoryJson<'a>>,
     flags: Vec<FlagJson<'a>>,
     revoked_at: Option<String>,
+    dropped_reports_total: u64,
 }
 
 #[derive(Serialize)]
@@ -494,6 +496,7 @@ impl<'a> From<&'a v1::Device> for DeviceJson<'a> {
                 })
                 .collect(),
             revoked_at: output::rfc3339(d.revoked_at_unix_ms),
+            dropped_reports_total: d.dropped_reports_total,
         }
     }
 }

@@ -159,7 +159,9 @@ fn flags_and_revocation_in_json_come_last() {
         "{out}"
     );
     assert!(
-        out.ends_with("\n  \"revoked_at\": \"2023-11-14T21:13:20Z\"\n}\n"),
+        out.ends_with(
+            "\n  \"revoked_at\": \"2023-11-14T21:13:20Z\",\n  \"dropped_reports_total\": 0\n}\n"
+        ),
         "{out}"
     );
 }
@@ -194,7 +196,7 @@ fn json_array_of_device_objects() {
         "status": "never-seen", "registered_at": "2023-11-14T21:13:20Z", "enrolled_at": null,
         "last_seen_at": null, "last_sequence": 0, "certificate_not_after": null,
         "report_interval_seconds": 0, "last_event": null, "inventory": null,
-        "flags": [], "revoked_at": null
+        "flags": [], "revoked_at": null, "dropped_reports_total": 0
     });
     assert_eq!(v[1], expected_laptop);
     let s = &v[0];
@@ -261,6 +263,7 @@ fn show_table_block() {
          Certificate:      valid until 2023-12-05T22:13:20Z (in 21d)\n\
          Report interval:  60s\n\
          Last sequence:    1234\n\
+         Dropped reports:  0\n\
          Revoked:          no\n\
          Flags:            none\n\
          \n\
