@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Fleet-scale run: DEVICES simulated agents reporting every INTERVAL for
+# DURATION against one fresh collector on this machine, with its RSS and the
+# size of its sled directory.
+#
+#   DEVICES=2000 INTERVAL=10s DURATION=2m tests/bench/fleet.sh
+#   DEVICES=50000 INTERVAL=60s DURATION=10m tests/bench/fleet.sh   # issue 6's target
+set -euo pipefail
+
+DEVICES=${DEVICES:-2000}
+INTERVAL=${INTERVAL:-10s}
+DURATION=${DURATION:-2m}
+SAMPLES=${SAMPLES:-30}
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+cargo build --release -p vakt-collector -p vakt-tests --bins >&2
+bin="$root/target/release"
+work=$(mktemp -d "${TMPDIR:-/tmp}/vakt-fleet.XXXXXX")
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [[ -z "${KEEP:-}" ]]; then rm -rf "$work"; else echo "kept $work" >&2; fi
+}
+trap cleanup EXIT
+# One TCP connection per device, on both sides.
+ulimit -n "$(ulimit -Hn)"
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+grpc=$(port); http=$(port)
+"$bin/vakt-collector" init --data-dir "$work/c" --name 127.0.0.1 --name localhost \
+    --grpc-listen "127.0.0.1:$grpc" --http-listen "127.0.0.1:$http" >/dev/null
+sed -i -E 's/^(enroll_rate_per_address|enroll_rate_global|enroll_burst_per_address|enroll_burst_global) = .*/\1 = 100000.0/' \
+    "$work/c/collector.toml"
+"$bin/vakt-collector" serve --config "$work/c/collector.toml" >/dev/null 2>"$work/collector.log" &
+collector_pid=$!; pids+=("$collector_pid")
+for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$http/readyz" >/dev/null 2>&1 && break
+    sleep 0.2
+done
+"$bin/vakt-fleet-sim" --vaktctl-config "$work/c/vaktctl.toml" --devices "$DEVICES" \
+    --interval "$INTERVAL" --duration "$DURATION" --samples-per-report "$SAMPLES" \
+    --collector-pid "$collector_pid" --data-dir "$work/c/data" "$@"
