@@ -2,6 +2,7 @@
 //! `vaktctl`, the ops CLI that reads from it.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod authz;
 pub mod ca;
 pub mod config;
