@@ -36,7 +36,7 @@ pub fn collect_once(config: &config::AgentConfig) -> anyhow::Result<vakt_proto::
     let samples = collector.health();
     let inventory = collector.inventory();
     let hash = vakt_proto::inventory_hash(&inventory);
-    batch::assemble(
+    let mut batch = batch::assemble(
         1,
         vakt_proto::now_unix_ms(),
         samples,
@@ -44,7 +44,15 @@ pub fn collect_once(config: &config::AgentConfig) -> anyhow::Result<vakt_proto::
         Some(inventory),
         Vec::new(),
         0,
-    )
+    )?;
+    // The full software list, as a first report to a collector would carry it.
+    if let Some(software) = collector.software() {
+        batch.software_hash = software.hash.clone();
+        batch.software = Some(run::software_full(software));
+    }
+    vakt_proto::validate::report_batch(&batch, batch.collected_at_unix_ms)
+        .map_err(|e| anyhow::anyhow!("assembled report does not validate: {e}"))?;
+    Ok(batch)
 }
 
 #[cfg(test)]

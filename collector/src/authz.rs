@@ -15,6 +15,10 @@ pub enum AdminRpc {
     RevokeDevice,
     IssueCredential,
     ListAudit,
+    // inventory and software (issue 4)
+    GetInventory,
+    ListInventoryHistory,
+    FindPackage,
 }
 
 impl AdminRpc {
@@ -27,6 +31,9 @@ impl AdminRpc {
         AdminRpc::RevokeDevice,
         AdminRpc::IssueCredential,
         AdminRpc::ListAudit,
+        AdminRpc::GetInventory,
+        AdminRpc::ListInventoryHistory,
+        AdminRpc::FindPackage,
     ];
 
     /// The gRPC method name (`vakt.v1.Admin/<name>`).
@@ -40,6 +47,9 @@ impl AdminRpc {
             AdminRpc::RevokeDevice => "RevokeDevice",
             AdminRpc::IssueCredential => "IssueCredential",
             AdminRpc::ListAudit => "ListAudit",
+            AdminRpc::GetInventory => "GetInventory",
+            AdminRpc::ListInventoryHistory => "ListInventoryHistory",
+            AdminRpc::FindPackage => "FindPackage",
         }
     }
 }
@@ -55,6 +65,9 @@ pub fn allowed(role: Role, rpc: AdminRpc) -> bool {
             matches!(role, Viewer | Operator | Admin)
         }
         RevokeDevice | IssueCredential => matches!(role, Admin),
+        GetInventory | ListInventoryHistory | FindPackage => {
+            matches!(role, Viewer | Operator | Admin)
+        }
     }
 }
 
@@ -76,6 +89,9 @@ mod tests {
             (RevokeDevice, false, false, false, true),
             (IssueCredential, false, false, false, true),
             (ListAudit, true, true, false, true),
+            (GetInventory, true, true, false, true),
+            (ListInventoryHistory, true, true, false, true),
+            (FindPackage, true, true, false, true),
         ];
         assert_eq!(table.len(), AdminRpc::ALL.len(), "every RPC needs a row");
         for (rpc, v, o, p, a) in table {

@@ -9,6 +9,7 @@ pub mod batch;
 pub mod connect;
 pub mod credentials;
 pub mod devices;
+pub mod inventory;
 pub mod lifecycle;
 pub mod metrics;
 pub mod output;
@@ -60,6 +61,8 @@ pub enum Command {
     },
     /// Query one metric of one device
     Metrics(metrics::MetricsArgs),
+    /// A device's inventory, installed software (--software) and their history (--history)
+    Inventory(inventory::InventoryArgs),
     /// Revoke a device: refused from its next request on, certificates denylisted
     #[command(long_about = lifecycle::REVOKE_HELP)]
     Revoke(lifecycle::RevokeArgs),
@@ -140,6 +143,7 @@ pub async fn run(cli: &Cli, env: &Env) -> Result<()> {
             command: DeviceCommand::Reenroll(args),
         } => lifecycle::reenroll(&mut admin, args, format).await?,
         Command::Metrics(args) => metrics::run(&mut admin, args, format).await?,
+        Command::Inventory(args) => inventory::run(&mut admin, args, format).await?,
         Command::Revoke(args) => lifecycle::revoke(&mut admin, args, format).await?,
         Command::Credentials {
             command: CredentialsCommand::Issue(args),

@@ -11,6 +11,8 @@ mod audit;
 mod devices;
 mod flush;
 pub mod series;
+mod software;
+pub use software::{PackageInstall, SoftwareState};
 
 use flush::{FlushError, Flusher};
 use prost::Message;
@@ -135,6 +137,8 @@ pub struct Ingested {
     /// The sequence went backwards with fresh data: another agent is using
     /// this identity.
     pub clone_suspected: bool,
+    /// The collector lacks the software set the batch describes.
+    pub need_full_software: bool,
 }
 
 pub struct Store {
@@ -251,6 +255,7 @@ impl Store {
                 stored: false,
                 need_inventory: false,
                 clone_suspected: batch.collected_at_unix_ms > state.last_collected_ms,
+                need_full_software: false,
             });
         }
         let mut writes = sled::Batch::default();
@@ -272,6 +277,14 @@ impl Store {
                 writes.insert(series::sample_key(key, ts), &sample.value.to_be_bytes()[..]);
             }
         }
+        let need_full_software = software::stage(
+            &self.telemetry,
+            &mut writes,
+            device_id,
+            batch,
+            &state.inventory_hash,
+            now_ms,
+        )?;
         if let Some(inventory) = &batch.inventory {
             let hash = vakt_proto::inventory_hash(inventory);
             writes.insert(series::inventory_key(device_id), inventory.encode_to_vec());
@@ -301,6 +314,7 @@ impl Store {
             stored: true,
             need_inventory,
             clone_suspected: false,
+            need_full_software,
         })
     }
 
