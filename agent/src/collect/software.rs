@@ -343,6 +343,39 @@ Version: 2024a-0+deb12u1
         assert!(set.contains_key(&("curl".to_owned(), "amd64".to_owned())));
     }
 
+    /// What one re-read of this machine's dpkg database costs (parse, key,
+    /// hash) and what its full list weighs on the wire; figures in
+    /// docs/BENCHMARKS.md. `cargo test -p vakt-agent --lib -- --ignored
+    /// software_read_cost --nocapture`
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn software_read_cost() {
+        use prost::Message;
+        let rounds = 20;
+        let started = std::time::Instant::now();
+        let mut last = None;
+        for _ in 0..rounds {
+            last = read_all(Path::new("/")).map(Software::new);
+        }
+        let per_read = started.elapsed() / rounds;
+        let Some(software) = last else {
+            eprintln!("no package database here");
+            return;
+        };
+        let full = crate::run::software_full(&software).encoded_len();
+        let mut reader = SoftwareReader::new(Path::new("/"));
+        reader.read();
+        let started = std::time::Instant::now();
+        for _ in 0..1000 {
+            reader.read();
+        }
+        let unchanged = started.elapsed() / 1000;
+        eprintln!(
+            "{} packages: read+parse+hash {per_read:?}, unchanged check {unchanged:?}, full list {full} bytes",
+            software.packages.len()
+        );
+    }
+
     #[test]
     fn unreadable_database_is_unknown() {
         let dir = tempfile::tempdir().unwrap();

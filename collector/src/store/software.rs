@@ -126,17 +126,19 @@ pub(super) fn stage(
             .transpose()
             .map_err(|e| corrupt(&series::inventory_key(device_id), e))?
             .unwrap_or_default();
-        let change = v1::InventoryChange {
-            at_unix_ms: now_ms,
-            sequence: batch.sequence,
-            kind: "inventory".into(),
-            changed_fields: changed_fields(&previous, inventory),
-            ..Default::default()
-        };
-        writes.insert(
-            history_key(device_id, now_ms, batch.sequence),
-            change.encode_to_vec(),
-        );
+        if !only_boot_time_wobble(&previous, inventory) {
+            let change = v1::InventoryChange {
+                at_unix_ms: now_ms,
+                sequence: batch.sequence,
+                kind: "inventory".into(),
+                changed_fields: changed_fields(&previous, inventory),
+                ..Default::default()
+            };
+            writes.insert(
+                history_key(device_id, now_ms, batch.sequence),
+                change.encode_to_vec(),
+            );
+        }
     }
     let mut state = read_state(tree, device_id)?;
     if let Some(changes) = &batch.software {
@@ -249,6 +251,19 @@ fn stage_software(
     state.package_count = u32::try_from(new.len()).unwrap_or(u32::MAX);
     writes.insert(state_key(device_id), encode_json(state));
     Ok(())
+}
+
+/// The kernel derives `btime` from the wall clock, so NTP adjustments move the
+/// boot time by a second or so without a reboot; that alone is not history.
+const BOOT_TIME_WOBBLE_MS: i64 = 60_000;
+
+fn only_boot_time_wobble(old: &v1::Inventory, new: &v1::Inventory) -> bool {
+    let wobble = (old.boot_time_unix_ms - new.boot_time_unix_ms).abs() <= BOOT_TIME_WOBBLE_MS;
+    let same_otherwise = v1::Inventory {
+        boot_time_unix_ms: old.boot_time_unix_ms,
+        ..new.clone()
+    } == *old;
+    wobble && same_otherwise
 }
 
 /// The inventory fields whose value differs (every set field for a first

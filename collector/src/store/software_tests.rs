@@ -197,20 +197,27 @@ async fn inventory_changes_name_their_fields() {
     };
     store.ingest("d-1", &with(1, &inv), 10).unwrap();
     store.ingest("d-1", &with(2, &inv), 20).unwrap();
+    // NTP moved the kernel's idea of the boot time: sent again, not history.
+    inv.boot_time_unix_ms += 1_000;
+    store.ingest("d-1", &with(3, &inv), 25).unwrap();
     inv.os_version = "13".into();
     inv.batteries.push(v1::Battery {
         name: "BAT0".into(),
         design_capacity_wh: 50.0,
         ..Default::default()
     });
-    store.ingest("d-1", &with(3, &inv), 30).unwrap();
+    store.ingest("d-1", &with(4, &inv), 30).unwrap();
     let history = store.inventory_history("d-1", 0, 100).unwrap();
     assert_eq!(history.len(), 2, "an unchanged inventory is not history");
-    assert_eq!(history[0].changed_fields, ["hostname", "os_version"]);
+    assert_eq!(
+        history[0].changed_fields,
+        ["hostname", "os_version"],
+        "{history:?}"
+    );
     assert_eq!(history[1].changed_fields, ["os_version", "batteries"]);
     assert_eq!(history[1].kind, "inventory");
     // since and limit.
     assert_eq!(store.inventory_history("d-1", 25, 100).unwrap().len(), 1);
     let newest = store.inventory_history("d-1", 0, 1).unwrap();
-    assert_eq!(newest[0].sequence, 3);
+    assert_eq!(newest[0].sequence, 4);
 }
