@@ -71,6 +71,48 @@ mod tests {
         assert_send(&fut);
     }
 
+    /// `collect --once -o json` on a laptop fixture: the package list (count
+    /// and packages) and the battery with its design capacity.
+    #[test]
+    fn collect_once_shows_packages_and_batteries() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (file, content) in [
+            ("type", "Battery"),
+            ("manufacturer", "SMP"),
+            ("energy_full_design", "50000000"),
+        ] {
+            collect::tests::write(
+                root,
+                &format!("sys/class/power_supply/BAT0/{file}"),
+                content,
+            );
+        }
+        collect::tests::write(
+            root,
+            "var/lib/dpkg/status",
+            collect::software::tests::DPKG_STATUS_FIXTURE,
+        );
+        let config = config::AgentConfig {
+            paths: config::Paths {
+                procfs: "/proc".into(),
+                sysfs: root.join("sys"),
+                rootfs: root.to_path_buf(),
+                etc_machine_id: root.join("etc/machine-id"),
+            },
+            ..Default::default()
+        };
+        let json = batch::to_json(&collect_once(&config).unwrap());
+        assert_eq!(json["software"]["full"], true);
+        assert_eq!(json["software"]["package_count"], 5);
+        assert_eq!(json["software"]["packages"][2]["name"], "libc6");
+        assert_eq!(json["software"]["packages"][2]["architecture"], "i386");
+        assert_eq!(json["software_hash"].as_str().unwrap().len(), 64);
+        let battery = &json["inventory"]["batteries"][0];
+        assert_eq!(battery["name"], "BAT0");
+        assert_eq!(battery["design_capacity_wh"], 50.0);
+    }
+
     #[test]
     fn collect_once_passes_validation_on_this_machine() {
         let batch = collect_once(&config::AgentConfig::default()).unwrap();
