@@ -140,6 +140,11 @@ pub(super) fn stage(
             );
         }
     }
+    if batch.software.is_none() && batch.software_hash.is_empty() {
+        // An agent that cannot read a package database: no lookup on the
+        // ingest path for it.
+        return Ok(false);
+    }
     let mut state = read_state(tree, device_id)?;
     if let Some(changes) = &batch.software {
         stage_software(
