@@ -60,6 +60,7 @@ pub fn assemble(
         inventory,
         events,
         dropped_reports,
+        ..Default::default()
     };
     if let Some(Err(e)) = batch.inventory.as_ref().map(validate::inventory) {
         // fit_limits should make this impossible; a report without its inventory
