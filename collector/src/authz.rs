@@ -15,6 +15,8 @@ pub enum AdminRpc {
     RevokeDevice,
     IssueCredential,
     ListAudit,
+    // tablet gateway
+    ListRefusedChildren,
 }
 
 impl AdminRpc {
@@ -27,6 +29,7 @@ impl AdminRpc {
         AdminRpc::RevokeDevice,
         AdminRpc::IssueCredential,
         AdminRpc::ListAudit,
+        AdminRpc::ListRefusedChildren,
     ];
 
     /// The gRPC method name (`vakt.v1.Admin/<name>`).
@@ -40,6 +43,7 @@ impl AdminRpc {
             AdminRpc::RevokeDevice => "RevokeDevice",
             AdminRpc::IssueCredential => "IssueCredential",
             AdminRpc::ListAudit => "ListAudit",
+            AdminRpc::ListRefusedChildren => "ListRefusedChildren",
         }
     }
 }
@@ -51,7 +55,7 @@ pub fn allowed(role: Role, rpc: AdminRpc) -> bool {
     use Role::*;
     match rpc {
         RegisterDevice | ReenrollDevice => matches!(role, Provisioner | Admin),
-        ListDevices | GetDevice | QueryMetrics | ListAudit => {
+        ListDevices | GetDevice | QueryMetrics | ListAudit | ListRefusedChildren => {
             matches!(role, Viewer | Operator | Admin)
         }
         RevokeDevice | IssueCredential => matches!(role, Admin),
@@ -76,6 +80,7 @@ mod tests {
             (RevokeDevice, false, false, false, true),
             (IssueCredential, false, false, false, true),
             (ListAudit, true, true, false, true),
+            (ListRefusedChildren, true, true, false, true),
         ];
         assert_eq!(table.len(), AdminRpc::ALL.len(), "every RPC needs a row");
         for (rpc, v, o, p, a) in table {

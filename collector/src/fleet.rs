@@ -84,6 +84,8 @@ pub fn device_view(
             .collect(),
         revoked_at_unix_ms: record.revoked_at_ms,
         dropped_reports_total: state.dropped_reports_total,
+        // Tablet-gateway facts: added by `gateway::decorate`.
+        ..Default::default()
     }
 }
 
