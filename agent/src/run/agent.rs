@@ -30,6 +30,8 @@ pub(super) struct Agent {
     pub(super) force_full_inventory: bool,
     pub(super) pending_events: Vec<vakt_proto::v1::Event>,
     pub(super) settings: state::Settings,
+    /// Tablet-gateway sources, when configured; their children ride along.
+    pub(super) gateway: Option<crate::gateway::Gateway>,
 }
 
 impl Agent {
@@ -81,6 +83,7 @@ impl Agent {
             force_full_inventory: false,
             pending_events,
             settings: enrollment.settings.clone(),
+            gateway: crate::gateway::Gateway::start(&config.gateway),
         })
     }
 
@@ -113,7 +116,7 @@ impl Agent {
         let include = self.force_full_inventory
             || (state::to_hex(hash) != self.delivery.acked_inventory_hash && !in_flight);
         let sequence = self.last_sequence + 1;
-        let batch = batch::assemble(
+        let mut batch = batch::assemble(
             sequence,
             vakt_proto::now_unix_ms(),
             samples,
@@ -122,6 +125,10 @@ impl Agent {
             events,
             self.delivery.pending_dropped,
         )?;
+        // Validated line by line by the gateway module, deduplicated, capped.
+        if let Some(gateway) = &self.gateway {
+            (batch.children, batch.invalid_child_lines) = gateway.take();
+        }
         // Recorded before the spool file exists, so no crash can hand the same
         // number out twice.
         state::save_sequence(&self.state_dir, sequence)?;
