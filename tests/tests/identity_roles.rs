@@ -90,6 +90,10 @@ async fn call(channel: Channel, rpc: AdminRpc, device: &str) -> Result<(), tonic
             .list_audit(v1::ListAuditRequest::default())
             .await
             .map(drop),
+        AdminRpc::ListRefusedChildren => admin
+            .list_refused_children(v1::ListRefusedChildrenRequest::default())
+            .await
+            .map(drop),
     }
 }
 
