@@ -17,6 +17,9 @@ use vakt_proto::v1;
 /// Refused identifiers remembered per gateway; the least recently seen is
 /// forgotten first, so a source gone mad cannot grow the record without bound.
 pub const MAX_REFUSED_PER_GATEWAY: usize = 512;
+/// Audit entries one report may add for newly refused identifiers; beyond it,
+/// one summary entry. A gateway inventing identifiers cannot flood the log.
+pub const MAX_REFUSED_AUDITS_PER_REPORT: usize = 16;
 
 /// Whether a gateway may also speak for tablets registered (without `--via`)
 /// in its own department. Off unless the collector config turns it on.
@@ -249,7 +252,28 @@ impl Staged {
     /// Audits each identifier refused for the first time (once, not once per
     /// report). Runs after the batch is applied, so a failed write audits nothing.
     pub(super) fn audit(self, store: &Store, now_ms: i64) -> Result<()> {
-        for refused in self.newly_refused {
+        let more = self
+            .newly_refused
+            .len()
+            .saturating_sub(MAX_REFUSED_AUDITS_PER_REPORT);
+        if more > 0 {
+            store.audit(&super::AuditEntry {
+                at_ms: now_ms,
+                actor: format!("device:{}", self.gateway_id),
+                action: "gateway.child_refused".into(),
+                target: self.gateway_id.clone(),
+                outcome: "refused".into(),
+                detail: format!(
+                    "{more} more identifiers refused in one report (not audited one by one; see vaktctl devices --refused)"
+                ),
+                peer: String::new(),
+            })?;
+        }
+        for refused in self
+            .newly_refused
+            .into_iter()
+            .take(MAX_REFUSED_AUDITS_PER_REPORT)
+        {
             tracing::warn!(
                 gateway = %self.gateway_id,
                 identifier = %refused.identifier,

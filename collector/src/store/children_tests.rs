@@ -164,3 +164,18 @@ async fn department_policy_and_non_gateways() {
             .contains("not registered as a gateway")
     );
 }
+
+#[tokio::test]
+async fn a_flood_of_new_identifiers_is_audited_in_summary() {
+    let (_dir, store) = open();
+    register(&store, "d-gw", "GW1", "gateway", "Ward", "").await;
+    let children = (0..100).map(|i| child(&format!("x{i}"), "")).collect();
+    store.ingest("d-gw", &batch(1, children), NOW).unwrap();
+    let audits = refused_audits(&store);
+    assert_eq!(audits.len(), super::MAX_REFUSED_AUDITS_PER_REPORT + 1);
+    assert!(
+        audits.iter().any(|d| d.starts_with("84 more identifiers")),
+        "{audits:?}"
+    );
+    assert_eq!(store.gateway_record("d-gw").unwrap().refused.len(), 100);
+}
