@@ -284,6 +284,56 @@ async fn run_source(
     }
 }
 
+/// `vakt-agent gateway-check`: runs every source once, now, and reports what
+/// the agent would make of its output. Returns the JSON and whether every
+/// source ran cleanly (no failure, no invalid line).
+pub async fn check_sources(config: &GatewayConfig) -> (serde_json::Value, bool) {
+    let mut clean = true;
+    let mut sources = Vec::new();
+    for source in &config.sources {
+        let name = source.name();
+        let entry = match run_source(source, &name).await {
+            Ok((children, errors, lines)) => {
+                clean &= errors.is_empty();
+                serde_json::json!({
+                    "name": name,
+                    "exec": source.exec,
+                    "lines": lines,
+                    "children": children.iter().map(child_json).collect::<Vec<_>>(),
+                    "invalid_lines": errors,
+                    "error": null,
+                })
+            }
+            Err(e) => {
+                clean = false;
+                serde_json::json!({
+                    "name": name,
+                    "exec": source.exec,
+                    "error": format!("{e:#}"),
+                })
+            }
+        };
+        sources.push(entry);
+    }
+    (serde_json::json!({ "sources": sources }), clean)
+}
+
+/// A child as the JSON line format spells it (docs/GATEWAY.md).
+pub fn child_json(c: &ChildDevice) -> serde_json::Value {
+    serde_json::json!({
+        "identifier": c.identifier,
+        "serial": c.serial,
+        "model": c.model,
+        "os": c.os_name,
+        "os_version": c.os_version,
+        "battery_percent": c.battery_percent,
+        "battery_health_percent": c.battery_health_percent,
+        "storage_total_bytes": c.storage_total_bytes,
+        "storage_free_bytes": c.storage_free_bytes,
+        "last_sync": (c.last_sync_unix_ms != 0).then_some(c.last_sync_unix_ms),
+    })
+}
+
 /// Kills whatever is left in the source's process group (background children
 /// of a script). The group is gone already in the common case.
 fn kill_group(pid: Option<u32>) {

@@ -211,3 +211,39 @@ async fn a_source_that_hangs_is_killed_with_what_it_started() {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
     assert!(stat.is_empty() || stat.contains(") Z "), "{stat}");
 }
+
+#[tokio::test]
+async fn gateway_check_reports_children_bad_lines_and_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = script(
+        dir.path(),
+        "good.sh",
+        r#"echo '{"identifier":"t1","battery_percent":50}'; echo '{"identifier":"t2","battery_percent":500}'"#,
+    );
+    let source = |exec| SourceConfig {
+        exec,
+        args: vec![],
+        interval: Duration::from_secs(60),
+        timeout: None,
+        name: None,
+    };
+    let config = GatewayConfig {
+        sources: vec![source(good), source(dir.path().join("missing.sh"))],
+    };
+    let (report, clean) = check_sources(&config).await;
+    assert!(!clean);
+    let first = &report["sources"][0];
+    assert_eq!(first["children"][0]["identifier"], "t1");
+    assert_eq!(first["children"][0]["battery_percent"], 50.0);
+    assert_eq!(
+        first["invalid_lines"][0],
+        "line 2: battery_percent: 500 is not a number from 0 to 100"
+    );
+    let second = &report["sources"][1];
+    assert!(
+        second["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot run")),
+        "{report}"
+    );
+}
