@@ -46,7 +46,8 @@ fn tablets_registered_via_the_gateway_appear_under_it_and_the_other_is_refused()
 
     // Two tablets through the gateway (one on the command line, one from a
     // provisioning CSV with a via column), one registered without it.
-    collector.register(&["--serial", "TAB-1", "--class", "tablet", "--via", &gw]);
+    // --via alone makes it a tablet.
+    collector.register(&["--serial", "TAB-1", "--via", &gw]);
     let csv = collector.tmp().join("tablets.csv");
     std::fs::write(
         &csv,

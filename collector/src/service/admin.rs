@@ -38,6 +38,12 @@ impl Admin for AdminService {
             "" => String::new(),
             needle => crate::gateway::resolve_gateway(&shared.store, needle)?.device_id,
         };
+        // What a gateway reports is a tablet (or phone) unless ops said otherwise.
+        let class = if via_gateway.is_empty() || class != DeviceClass::Unspecified {
+            class
+        } else {
+            DeviceClass::Tablet
+        };
         let registration = Registration {
             serial: req.serial.trim().to_owned(),
             product_uuid: req.product_uuid.trim().to_owned(),
