@@ -7,6 +7,7 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "vakt/v1/common.proto",
+        "vakt/v1/gateway.proto",
         "vakt/v1/enrollment.proto",
         "vakt/v1/telemetry.proto",
         "vakt/v1/admin.proto",

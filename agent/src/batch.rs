@@ -63,6 +63,7 @@ pub fn assemble(
         // Set by the caller: the software diff depends on delivery state.
         software: None,
         software_hash: Vec::new(),
+        ..Default::default()
     };
     if let Some(Err(e)) = batch.inventory.as_ref().map(validate::inventory) {
         // fit_limits should make this impossible; a report without its inventory

@@ -33,6 +33,9 @@ pub struct AgentConfig {
     /// dropped (and counted) beyond it.
     pub spool_max_bytes: u64,
     pub paths: Paths,
+    /// Tablet gateway: `[[gateway.source]]` programs that list child devices.
+    #[serde(skip_serializing_if = "crate::gateway::GatewayConfig::is_empty")]
+    pub gateway: crate::gateway::GatewayConfig,
 }
 
 /// Roots the readers take their files from, so that tests (and containers, as
@@ -66,6 +69,7 @@ impl Default for AgentConfig {
             inventory_interval: None,
             spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
             paths: Paths::default(),
+            gateway: crate::gateway::GatewayConfig::default(),
         }
     }
 }
@@ -121,7 +125,7 @@ impl AgentConfig {
             self.spool_max_bytes >= 64 * 1024,
             "spool_max_bytes: must be at least 65536"
         );
-        Ok(())
+        self.gateway.check()
     }
 }
 

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod collect;
 pub mod config;
 pub mod enroll;
+pub mod gateway;
 pub mod renew;
 mod run;
 pub mod service;

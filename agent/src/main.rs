@@ -77,6 +77,13 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Run every [[gateway.source]] once and print what the agent makes of its
+    /// output (children, invalid lines with the reason); exit 1 if a source
+    /// failed or printed an invalid line. Nothing is sent.
+    GatewayCheck {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Show the enrollment, certificate expiry and spool of this agent.
     Status {
         #[arg(long, value_name = "DIR", default_value = state::DEFAULT_STATE_DIR, env = "VAKT_AGENT_STATE_DIR")]
@@ -185,6 +192,21 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                         .unwrap_or(vakt_agent::config::DEFAULT_INTERVAL),
                 );
             }
+        }
+        Command::GatewayCheck { config } => {
+            let config = AgentConfig::load_or_default(config.as_deref())?;
+            anyhow::ensure!(
+                !config.gateway.is_empty(),
+                "the config has no [[gateway.source]]"
+            );
+            let (report, clean) =
+                runtime()?.block_on(vakt_agent::gateway::check_sources(&config.gateway));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).context("cannot encode the result")?
+            );
+            anyhow::ensure!(clean, "a gateway source failed or printed invalid lines");
+            Ok(())
         }
         Command::Status { state_dir, output } => {
             let status = vakt_agent::status::read(&state_dir)?;

@@ -19,6 +19,8 @@ pub enum AdminRpc {
     GetInventory,
     ListInventoryHistory,
     FindPackage,
+    // tablet gateway
+    ListRefusedChildren,
 }
 
 impl AdminRpc {
@@ -34,6 +36,7 @@ impl AdminRpc {
         AdminRpc::GetInventory,
         AdminRpc::ListInventoryHistory,
         AdminRpc::FindPackage,
+        AdminRpc::ListRefusedChildren,
     ];
 
     /// The gRPC method name (`vakt.v1.Admin/<name>`).
@@ -50,6 +53,7 @@ impl AdminRpc {
             AdminRpc::GetInventory => "GetInventory",
             AdminRpc::ListInventoryHistory => "ListInventoryHistory",
             AdminRpc::FindPackage => "FindPackage",
+            AdminRpc::ListRefusedChildren => "ListRefusedChildren",
         }
     }
 }
@@ -61,7 +65,7 @@ pub fn allowed(role: Role, rpc: AdminRpc) -> bool {
     use Role::*;
     match rpc {
         RegisterDevice | ReenrollDevice => matches!(role, Provisioner | Admin),
-        ListDevices | GetDevice | QueryMetrics | ListAudit => {
+        ListDevices | GetDevice | QueryMetrics | ListAudit | ListRefusedChildren => {
             matches!(role, Viewer | Operator | Admin)
         }
         RevokeDevice | IssueCredential => matches!(role, Admin),
@@ -92,6 +96,7 @@ mod tests {
             (GetInventory, true, true, false, true),
             (ListInventoryHistory, true, true, false, true),
             (FindPackage, true, true, false, true),
+            (ListRefusedChildren, true, true, false, true),
         ];
         assert_eq!(table.len(), AdminRpc::ALL.len(), "every RPC needs a row");
         for (rpc, v, o, p, a) in table {

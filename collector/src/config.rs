@@ -52,6 +52,10 @@ pub struct CollectorConfig {
     pub enroll_rate_global: f64,
     #[serde(default = "default_enroll_burst_global")]
     pub enroll_burst_global: f64,
+    /// Tablet gateways: also accept a child registered (class tablet, without
+    /// `--via`) in the reporting gateway's department. Off: only `--via`.
+    #[serde(default)]
+    pub gateway_children_by_department: bool,
 }
 
 fn default_enroll_rate_per_address() -> f64 {
@@ -113,6 +117,7 @@ impl CollectorConfig {
             enroll_burst_per_address: default_enroll_burst_per_address(),
             enroll_rate_global: default_enroll_rate_global(),
             enroll_burst_global: default_enroll_burst_global(),
+            gateway_children_by_department: false,
         }
     }
 

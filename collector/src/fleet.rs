@@ -88,6 +88,8 @@ pub fn device_view(
         software_package_count: 0,
         software_hash: Vec::new(),
         software_updated_at_unix_ms: 0,
+        // Tablet-gateway facts: added by `gateway::decorate`.
+        ..Default::default()
     }
 }
 

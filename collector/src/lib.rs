@@ -9,6 +9,7 @@ pub mod config;
 pub mod ctl;
 pub mod error;
 pub mod fleet;
+pub mod gateway;
 pub mod http;
 pub mod init;
 pub mod metrics;

@@ -42,6 +42,9 @@ pub async fn serve(
         .with_context(|| format!("read server key {}", config.server_key.display()))?;
     let store = Store::open(&config.data, config.sled_cache_bytes)
         .with_context(|| format!("open the database in {}", config.data.display()))?;
+    store
+        .child_policy()
+        .set_accept_by_department(config.gateway_children_by_department);
     let tls = ServerTlsConfig::new()
         .identity(Identity::from_pem(server_cert, server_key))
         .client_ca_root(Certificate::from_pem(ca.ca_pem()))

@@ -7,6 +7,12 @@
 
 use crate::v1;
 
+mod children;
+pub use children::{
+    MAX_BATTERY_HEALTH_PERCENT, MAX_CHILD_IDENTIFIER_BYTES, MAX_CHILDREN_PER_BATCH,
+    MIN_CHILD_LAST_SYNC_MS, batch_children, child_device, list_refused_children_request,
+};
+
 /// Largest encoded message either side accepts. tonic enforces it while
 /// decoding (as `OUT_OF_RANGE`, which the collector reports as
 /// `RESOURCE_EXHAUSTED`).
@@ -279,7 +285,7 @@ pub fn report_batch(batch: &v1::ReportBatch, now_ms: i64) -> Result {
         timestamp(&format!("events[{i}].at_unix_ms"), e.at_unix_ms, now_ms)?;
         text(&format!("events[{i}].detail"), &e.detail, MAX_TEXT_BYTES)?;
     }
-    Ok(())
+    batch_children(&batch.children, now_ms)
 }
 
 fn csr(field: &str, pem: &str) -> Result {
@@ -328,6 +334,7 @@ pub fn register_device_request(req: &v1::RegisterDeviceRequest) -> Result {
         ("model", &req.model),
         ("department", &req.department),
         ("owner", &req.owner),
+        ("via_gateway", &req.via_gateway),
     ] {
         text(field, value, MAX_TEXT_BYTES)?;
     }
@@ -357,6 +364,7 @@ pub fn register_device_request(req: &v1::RegisterDeviceRequest) -> Result {
 
 pub fn list_devices_request(req: &v1::ListDevicesRequest) -> Result {
     text("department", &req.department, MAX_TEXT_BYTES)?;
+    text("via_gateway", &req.via_gateway, MAX_TEXT_BYTES)?;
     if v1::DeviceClass::try_from(req.class).is_err() {
         return Err(fail("class", "unknown device class"));
     }

@@ -111,6 +111,10 @@ async fn call(channel: Channel, rpc: AdminRpc, device: &str) -> Result<(), tonic
             })
             .await
             .map(drop),
+        AdminRpc::ListRefusedChildren => admin
+            .list_refused_children(v1::ListRefusedChildrenRequest::default())
+            .await
+            .map(drop),
     }
 }
 

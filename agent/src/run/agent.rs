@@ -32,6 +32,8 @@ pub(super) struct Agent {
     pub(super) pending_events: Vec<vakt_proto::v1::Event>,
     pub(super) settings: state::Settings,
     pub(super) software: SoftwareSync,
+    /// Tablet-gateway sources, when configured; their children ride along.
+    pub(super) gateway: Option<crate::gateway::Gateway>,
 }
 
 impl Agent {
@@ -84,6 +86,7 @@ impl Agent {
             pending_events,
             settings: enrollment.settings.clone(),
             software: SoftwareSync::load(state_dir),
+            gateway: crate::gateway::Gateway::start(&config.gateway),
         })
     }
 
@@ -139,6 +142,10 @@ impl Agent {
             tracing::warn!("leaving out software changes the collector would refuse: {e}");
             batch.software = None;
             software_pending = None;
+        }
+        // Validated line by line by the gateway module, deduplicated, capped.
+        if let Some(gateway) = &self.gateway {
+            (batch.children, batch.invalid_child_lines) = gateway.take();
         }
         // Recorded before the spool file exists, so no crash can hand the same
         // number out twice.

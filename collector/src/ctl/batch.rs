@@ -4,7 +4,7 @@
 //! Recognised columns (header row required, any order, all optional except
 //! that each row needs an identifier or `unbound=true`):
 //! `serial, product_uuid, machine_id, unbound, model, class, department, owner,
-//! labels` with `labels` written `k=v;k=v`.
+//! labels, via` with `labels` written `k=v;k=v` and `via` naming a tablet's gateway.
 
 use vakt_proto::v1;
 
@@ -92,7 +92,7 @@ pub fn parse_csv(text: &str) -> Vec<(usize, Result<Vec<String>, String>)> {
     records
 }
 
-const COLUMNS: [&str; 9] = [
+const COLUMNS: [&str; 10] = [
     "serial",
     "product_uuid",
     "machine_id",
@@ -102,6 +102,7 @@ const COLUMNS: [&str; 9] = [
     "department",
     "owner",
     "labels",
+    "via",
 ];
 
 const IDENTIFIERS: [&str; 3] = ["serial", "product_uuid", "machine_id"];
@@ -217,6 +218,7 @@ fn row_request(
             }
             "department" => req.department = value,
             "owner" => req.owner = value,
+            "via" => req.via_gateway = value,
             "labels" => {
                 for pair in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
                     let (key, value) = super::parse_kv(pair).map_err(|e| format!("labels: {e}"))?;

@@ -27,6 +27,13 @@ pub struct DevicesArgs {
     /// Only devices with a security flag (clone suspected, enrollment mismatch)
     #[arg(long)]
     pub flagged: bool,
+    /// Only tablets reported through this gateway (device id, hostname or serial)
+    #[arg(long, value_name = "GATEWAY")]
+    pub via: Option<String>,
+    /// List the children gateways reported that were refused (not registered
+    /// through that gateway) instead of devices; with --via, one gateway's
+    #[arg(long, conflicts_with_all = ["department", "class", "status", "labels", "flagged"])]
+    pub refused: bool,
 }
 
 impl DevicesArgs {
@@ -36,11 +43,15 @@ impl DevicesArgs {
             class: self.class.unwrap_or_default(),
             status: self.status.unwrap_or_default(),
             labels: super::attributes(&self.labels),
+            via_gateway: self.via.clone().unwrap_or_default(),
         }
     }
 }
 
 pub async fn list(admin: &mut Admin, args: &DevicesArgs, format: Format) -> Result<String> {
+    if args.refused {
+        return super::gateway::refused(admin, args.via.as_deref(), format).await;
+    }
     let mut devices = admin
         .client
         .list_devices(args.request())
@@ -84,7 +95,7 @@ fn event_name(kind: i32) -> Option<&'static str> {
         .filter(|n| !n.is_empty())
 }
 
-const LIST_HEADER: [&str; 9] = [
+const LIST_HEADER: [&str; 10] = [
     "ID",
     "HOSTNAME",
     "CLASS",
@@ -94,10 +105,11 @@ const LIST_HEADER: [&str; 9] = [
     "LAST SEEN",
     "REGISTERED",
     "SERIAL",
+    "VIA",
 ];
 /// The first seven columns are those of earlier versions, in the same order,
 /// so scripts that read columns by position keep working.
-const LIST_CSV_HEADER: [&str; 9] = [
+const LIST_CSV_HEADER: [&str; 10] = [
     "device_id",
     "hostname",
     "class",
@@ -107,6 +119,7 @@ const LIST_CSV_HEADER: [&str; 9] = [
     "serial",
     "registered_at",
     "flags",
+    "via",
 ];
 
 /// The distinct flag kinds, in the order first raised.
@@ -142,6 +155,8 @@ pub fn render_devices(devices: &[v1::Device], format: Format, now_ms: i64) -> St
                     // Empty shows as `-`, like every empty cell.
                     row.insert(5, flag_kinds(d).join(","));
                     row.insert(7, date(d.registered_at_unix_ms));
+                    // The gateway a tablet is reported through.
+                    row.push(d.via_gateway.clone());
                     row
                 })
                 .collect();
@@ -155,6 +170,7 @@ pub fn render_devices(devices: &[v1::Device], format: Format, now_ms: i64) -> St
                 row.push(output::rfc3339_or_empty(d.registered_at_unix_ms));
                 // `;` like the label lists of `register --csv`.
                 row.push(flag_kinds(d).join(";"));
+                row.push(d.via_gateway.clone());
                 out.push_str(&output::csv_row(&row));
             }
             out
@@ -215,6 +231,7 @@ fn device_block(d: &v1::Device, now_ms: i64) -> String {
         kinds if kinds.is_empty() => "none".to_string(),
         kinds => format!("{} (below)", kinds.join(", ")),
     };
+    let via = (!d.via_gateway.is_empty()).then(|| ("Via gateway", d.via_gateway.clone()));
     let mut out = output::key_values(
         "",
         &[
@@ -238,7 +255,10 @@ fn device_block(d: &v1::Device, now_ms: i64) -> String {
             ("Dropped reports", d.dropped_reports_total.to_string()),
             ("Revoked", revoked),
             ("Flags", flags),
-        ],
+        ]
+        .into_iter()
+        .chain(via)
+        .collect::<Vec<_>>(),
     );
     if !d.flags.is_empty() {
         out.push_str("\nSecurity flags:\n");
@@ -254,12 +274,15 @@ fn device_block(d: &v1::Device, now_ms: i64) -> String {
         ));
     }
     match &d.inventory {
+        None if d.child.is_some() => {}
         None => out.push_str("\nInventory: none reported yet\n"),
         Some(inv) => {
             out.push_str("\nInventory:\n");
             out.push_str(&inventory_block(inv, now_ms));
         }
     }
+    // A tablet's gateway report, or a gateway's refused children.
+    out.push_str(&super::gateway::block(d, now_ms));
     out
 }
 
@@ -405,6 +428,10 @@ pub struct DeviceJson<'a> {
     flags: Vec<FlagJson<'a>>,
     revoked_at: Option<String>,
     dropped_reports_total: u64,
+    via_gateway: &'a str,
+    child: Option<super::gateway::ChildJson<'a>>,
+    refused_children: Vec<super::gateway::RefusedJson<'a>>,
+    invalid_child_lines_total: u64,
 }
 
 #[derive(Serialize)]
@@ -498,6 +525,10 @@ impl<'a> From<&'a v1::Device> for DeviceJson<'a> {
                 .collect(),
             revoked_at: output::rfc3339(d.revoked_at_unix_ms),
             dropped_reports_total: d.dropped_reports_total,
+            via_gateway: &d.via_gateway,
+            child: d.child.as_ref().map(Into::into),
+            refused_children: d.refused_children.iter().map(Into::into).collect(),
+            invalid_child_lines_total: d.invalid_child_lines_total,
         }
     }
 }

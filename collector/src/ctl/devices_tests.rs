@@ -120,14 +120,14 @@ fn flagged() -> v1::Device {
 fn table() {
     assert_eq!(
         render_devices(&[server(), laptop(), flagged()], Format::Table, NOW),
-        "ID       HOSTNAME   CLASS     DEPARTMENT      STATUS       FLAGS                                 LAST SEEN   REGISTERED   SERIAL\n\
-         dev-01   web-1      server    Platform        online       -                                     12s ago     2023-11-04   SRV-42\n\
-         dev-02   -          laptop    Sales, \"EMEA\"   never-seen   -                                     never       2023-11-14   LT-7\n\
-         dev-03   gw-7       gateway   Field           revoked      clone-suspected,enrollment-mismatch   2h ago      2023-10-05   GW-7\n"
+        "ID       HOSTNAME   CLASS     DEPARTMENT      STATUS       FLAGS                                 LAST SEEN   REGISTERED   SERIAL   VIA\n\
+         dev-01   web-1      server    Platform        online       -                                     12s ago     2023-11-04   SRV-42   -\n\
+         dev-02   -          laptop    Sales, \"EMEA\"   never-seen   -                                     never       2023-11-14   LT-7     -\n\
+         dev-03   gw-7       gateway   Field           revoked      clone-suspected,enrollment-mismatch   2h ago      2023-10-05   GW-7     -\n"
     );
     assert_eq!(
         render_devices(&[], Format::Table, NOW),
-        "ID   HOSTNAME   CLASS   DEPARTMENT   STATUS   FLAGS   LAST SEEN   REGISTERED   SERIAL\n"
+        "ID   HOSTNAME   CLASS   DEPARTMENT   STATUS   FLAGS   LAST SEEN   REGISTERED   SERIAL   VIA\n"
     );
 }
 
@@ -135,10 +135,10 @@ fn table() {
 fn csv() {
     assert_eq!(
         render_devices(&[server(), laptop(), flagged()], Format::Csv, NOW),
-        "device_id,hostname,class,department,status,last_seen_at,serial,registered_at,flags\n\
-         dev-01,web-1,server,Platform,online,2023-11-14T22:13:08Z,SRV-42,2023-11-04T22:13:20Z,\n\
-         dev-02,,laptop,\"Sales, \"\"EMEA\"\"\",never-seen,,LT-7,2023-11-14T21:13:20Z,\n\
-         dev-03,gw-7,gateway,Field,revoked,2023-11-14T20:13:20Z,GW-7,2023-10-05T22:13:20Z,clone-suspected;enrollment-mismatch\n"
+        "device_id,hostname,class,department,status,last_seen_at,serial,registered_at,flags,via\n\
+         dev-01,web-1,server,Platform,online,2023-11-14T22:13:08Z,SRV-42,2023-11-04T22:13:20Z,,\n\
+         dev-02,,laptop,\"Sales, \"\"EMEA\"\"\",never-seen,,LT-7,2023-11-14T21:13:20Z,,\n\
+         dev-03,gw-7,gateway,Field,revoked,2023-11-14T20:13:20Z,GW-7,2023-10-05T22:13:20Z,clone-suspected;enrollment-mismatch,\n"
     );
 }
 
@@ -160,7 +160,7 @@ fn flags_and_revocation_in_json_come_last() {
     );
     assert!(
         out.ends_with(
-            "\n  \"revoked_at\": \"2023-11-14T21:13:20Z\",\n  \"dropped_reports_total\": 0\n}\n"
+            "\n  \"revoked_at\": \"2023-11-14T21:13:20Z\",\n  \"dropped_reports_total\": 0,\n  \"via_gateway\": \"\",\n  \"child\": null,\n  \"refused_children\": [],\n  \"invalid_child_lines_total\": 0\n}\n"
         ),
         "{out}"
     );
@@ -196,7 +196,8 @@ fn json_array_of_device_objects() {
         "status": "never-seen", "registered_at": "2023-11-14T21:13:20Z", "enrolled_at": null,
         "last_seen_at": null, "last_sequence": 0, "certificate_not_after": null,
         "report_interval_seconds": 0, "last_event": null, "inventory": null,
-        "flags": [], "revoked_at": null, "dropped_reports_total": 0
+        "flags": [], "revoked_at": null, "dropped_reports_total": 0,
+        "via_gateway": "", "child": null, "refused_children": [], "invalid_child_lines_total": 0
     });
     assert_eq!(v[1], expected_laptop);
     let s = &v[0];

@@ -9,6 +9,7 @@ pub mod batch;
 pub mod connect;
 pub mod credentials;
 pub mod devices;
+pub mod gateway;
 pub mod inventory;
 pub mod lifecycle;
 pub mod metrics;

@@ -21,7 +21,7 @@ issues a new token instead of creating a duplicate.
 
 A CSV batch (--csv FILE) needs a header row naming any of: serial, \
 product_uuid, machine_id, unbound, model, class, department, owner, labels \
-(labels written k=v;k=v). Every row gets a result with a status of created, \
+(labels written k=v;k=v), via (the gateway a tablet is reported through). Every row gets a result with a status of created, \
 updated or error; a bad row does not stop the others, and the exit code is 1 \
 if any row failed. Fix the failed rows and run just those again.
 
@@ -30,6 +30,7 @@ Examples:
   vaktctl register --serial PF3K9XQ | tail -n1 > token
   vaktctl register --machine-id 4c1f0e2b9a7d4e6f8a1b2c3d4e5f6a7b --label site=hq
   vaktctl register --unbound --token-ttl 1d
+  vaktctl register --serial R52N40ABC --class tablet --via gw-ward-3
   vaktctl register --csv new-laptops.csv -o csv > tokens.csv";
 
 #[derive(Clone, Debug, clap::Args)]
@@ -53,9 +54,9 @@ pub struct RegisterArgs {
     #[arg(long, conflicts_with_all = ["serial", "product_uuid", "machine_id"])]
     pub unbound: bool,
     /// Register every row of a CSV file, one result row each (header: serial,
-    /// product_uuid,machine_id,unbound,model,class,department,owner,labels with labels as k=v;k=v)
+    /// product_uuid,machine_id,unbound,model,class,department,owner,labels,via with labels as k=v;k=v)
     #[arg(long, value_name = "FILE", conflicts_with_all = [
-        "serial", "product_uuid", "machine_id", "unbound", "model", "class", "department", "owner", "labels",
+        "serial", "product_uuid", "machine_id", "unbound", "model", "class", "department", "owner", "labels", "via",
     ])]
     pub csv: Option<PathBuf>,
     #[arg(long, value_name = "M")]
@@ -69,6 +70,11 @@ pub struct RegisterArgs {
     /// Label the device (repeatable)
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = super::parse_kv)]
     pub labels: Vec<(String, String)>,
+    /// A tablet reported by this gateway (device id, hostname or serial of a
+    /// device registered with --class gateway); only that gateway's reports
+    /// of it are accepted
+    #[arg(long, value_name = "GATEWAY")]
+    pub via: Option<String>,
     /// How long the token stays valid [default: the collector's, 7 days]
     #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
     pub token_ttl: Option<Duration>,
@@ -95,6 +101,7 @@ impl RegisterArgs {
             owner: self.owner.clone().unwrap_or_default(),
             labels: super::attributes(&self.labels),
             token_ttl_seconds: self.token_ttl.map_or(0, |d| d.as_secs()),
+            via_gateway: self.via.clone().unwrap_or_default(),
         }
     }
 }

@@ -34,6 +34,16 @@ impl Admin for AdminService {
         let (token, token_record) = new_token(shared.config.token_ttl, req.token_ttl_seconds, now);
         let expires_at_ms = token_record.expires_at_ms;
         let class = DeviceClass::try_from(req.class).unwrap_or(DeviceClass::Unspecified);
+        let via_gateway = match req.via_gateway.trim() {
+            "" => String::new(),
+            needle => crate::gateway::resolve_gateway(&shared.store, needle)?.device_id,
+        };
+        // What a gateway reports is a tablet (or phone) unless ops said otherwise.
+        let class = if via_gateway.is_empty() || class != DeviceClass::Unspecified {
+            class
+        } else {
+            DeviceClass::Tablet
+        };
         let registration = Registration {
             serial: req.serial.trim().to_owned(),
             product_uuid: req.product_uuid.trim().to_owned(),
@@ -47,6 +57,7 @@ impl Admin for AdminService {
                 .into_iter()
                 .map(|a| (a.key, a.value))
                 .collect::<BTreeMap<_, _>>(),
+            via_gateway,
         };
         let new_id = format!("d-{}", hex::encode(rand::random::<[u8; 8]>()));
         let (record, created) = shared
@@ -60,6 +71,7 @@ impl Admin for AdminService {
             ("machine-id", &record.machine_id),
         ]
         .iter()
+        .chain([("via", &record.via_gateway)].iter())
         .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
@@ -102,6 +114,10 @@ impl Admin for AdminService {
         let shared = &self.shared;
         let now = now_unix_ms();
         let class_filter = DeviceClass::try_from(req.class).unwrap_or(DeviceClass::Unspecified);
+        let via = match req.via_gateway.as_str() {
+            "" => None,
+            needle => Some(self.find(needle)?.device_id),
+        };
         let mut devices = Vec::new();
         for record in shared.store.devices().map_err(Error::from)? {
             if !req.department.is_empty() && record.department != req.department {
@@ -122,21 +138,27 @@ impl Admin for AdminService {
                 .store
                 .ingest_state(&record.device_id)
                 .map_err(Error::from)?;
-            let status = fleet::status(&record, &state, now, shared.config.report_interval);
-            if req.status != DeviceStatus::Unspecified as i32 && status as i32 != req.status {
-                continue;
-            }
             let inventory = shared
                 .store
                 .inventory(&record.device_id)
                 .map_err(Error::from)?;
-            devices.push(fleet::device_view(
+            let mut view = fleet::device_view(
                 &record,
                 &state,
                 inventory,
                 now,
                 shared.config.report_interval,
-            ));
+            );
+            // Children's status comes from their gateway's reports.
+            crate::gateway::decorate(&shared.store, &record, &mut view, now)
+                .map_err(Error::from)?;
+            if req.status != DeviceStatus::Unspecified as i32 && view.status != req.status {
+                continue;
+            }
+            if via.as_ref().is_some_and(|v| *v != view.via_gateway) {
+                continue;
+            }
+            devices.push(view);
         }
         devices.sort_by(|a, b| {
             (a.hostname.is_empty(), &a.hostname, &a.device_id).cmp(&(
@@ -378,6 +400,21 @@ impl Admin for AdminService {
     ) -> Result<Response<v1::FindPackageResponse>, Status> {
         super::inventory::find_package(&self.shared, request).await
     }
+
+    // ---- tablet gateway ----
+
+    async fn list_refused_children(
+        &self,
+        request: Request<v1::ListRefusedChildrenRequest>,
+    ) -> Result<Response<v1::ListRefusedChildrenResponse>, Status> {
+        authorize(&request, AdminRpc::ListRefusedChildren)?;
+        let req = request.into_inner();
+        validate::list_refused_children_request(&req).map_err(Error::from)?;
+        Ok(Response::new(crate::gateway::list_refused(
+            &self.shared.store,
+            &req,
+        )?))
+    }
 }
 
 fn actor(name: &str, role: Role) -> String {
@@ -423,14 +460,16 @@ impl AdminService {
             .ok_or_else(|| Error::NotFound(format!("no device matches {needle:?}")))?;
         let state = shared.store.ingest_state(&record.device_id)?;
         let inventory = shared.store.inventory(&record.device_id)?;
+        let now = now_unix_ms();
         let mut view = fleet::device_view(
             &record,
             &state,
             inventory,
-            now_unix_ms(),
+            now,
             shared.config.report_interval,
         );
         super::inventory::fill_device_view(shared, &mut view)?;
+        crate::gateway::decorate(&shared.store, &record, &mut view, now)?;
         Ok(view)
     }
 }

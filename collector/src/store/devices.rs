@@ -95,6 +95,7 @@ impl Store {
         }
         keep_or(&mut record.department, registration.department);
         keep_or(&mut record.owner, registration.owner);
+        keep_or(&mut record.via_gateway, registration.via_gateway);
         if !registration.labels.is_empty() {
             record.labels = registration.labels;
         }

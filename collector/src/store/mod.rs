@@ -8,12 +8,14 @@
 //! `durable()` returns: callers that acknowledge something await it first.
 
 mod audit;
+mod children;
 mod devices;
 mod flush;
 pub mod series;
 mod software;
 pub use software::{PackageInstall, SoftwareState};
 
+pub use children::{ChildPolicy, GatewayRecord, MAX_REFUSED_PER_GATEWAY, RefusedRecord};
 use flush::{FlushError, Flusher};
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -63,6 +65,9 @@ pub struct DeviceRecord {
     pub issued_serials: Vec<String>,
     #[serde(default)]
     pub flags: Vec<Flag>,
+    /// A tablet's gateway (device id): only its reports of this device count.
+    #[serde(default)]
+    pub via_gateway: String,
 }
 
 /// A security finding about a device, shown to ops and kept for audit.
@@ -155,6 +160,7 @@ pub struct Store {
     ingest_locks: Vec<Mutex<()>>,
     /// Registrations are rare; one lock keeps "same serial → same device" exact.
     registration_lock: tokio::sync::Mutex<()>,
+    child_policy: ChildPolicy,
 }
 
 const INGEST_LOCK_STRIPES: usize = 64;
@@ -170,6 +176,8 @@ pub struct Registration {
     pub department: String,
     pub owner: String,
     pub labels: BTreeMap<String, String>,
+    /// The gateway's device id (already resolved), or empty.
+    pub via_gateway: String,
 }
 
 impl Store {
@@ -191,6 +199,7 @@ impl Store {
             flusher: Flusher::start(db.clone()),
             ingest_locks: (0..INGEST_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             registration_lock: tokio::sync::Mutex::new(()),
+            child_policy: ChildPolicy::default(),
             db,
         })
     }
@@ -306,7 +315,9 @@ impl Store {
             .dropped_reports_total
             .saturating_add(batch.dropped_reports);
         writes.insert(series::state_key(device_id), encode_json(&state));
+        let children = self.stage_children(device_id, batch, now_ms, &mut writes)?;
         self.telemetry.apply_batch(writes)?;
+        children.audit(self, now_ms)?;
         let need_inventory =
             !batch.inventory_hash.is_empty() && batch.inventory_hash != state.inventory_hash;
         Ok(Ingested {
