@@ -15,6 +15,11 @@ pub enum AdminRpc {
     RevokeDevice,
     IssueCredential,
     ListAudit,
+    // queries
+    FleetAggregate,
+    FleetTop,
+    InventoryQuery,
+    FleetSummary,
 }
 
 impl AdminRpc {
@@ -27,6 +32,11 @@ impl AdminRpc {
         AdminRpc::RevokeDevice,
         AdminRpc::IssueCredential,
         AdminRpc::ListAudit,
+        // queries
+        AdminRpc::FleetAggregate,
+        AdminRpc::FleetTop,
+        AdminRpc::InventoryQuery,
+        AdminRpc::FleetSummary,
     ];
 
     /// The gRPC method name (`vakt.v1.Admin/<name>`).
@@ -40,6 +50,11 @@ impl AdminRpc {
             AdminRpc::RevokeDevice => "RevokeDevice",
             AdminRpc::IssueCredential => "IssueCredential",
             AdminRpc::ListAudit => "ListAudit",
+            // queries
+            AdminRpc::FleetAggregate => "FleetAggregate",
+            AdminRpc::FleetTop => "FleetTop",
+            AdminRpc::InventoryQuery => "InventoryQuery",
+            AdminRpc::FleetSummary => "FleetSummary",
         }
     }
 }
@@ -55,6 +70,10 @@ pub fn allowed(role: Role, rpc: AdminRpc) -> bool {
             matches!(role, Viewer | Operator | Admin)
         }
         RevokeDevice | IssueCredential => matches!(role, Admin),
+        // queries: fleet-wide reads.
+        FleetAggregate | FleetTop | InventoryQuery | FleetSummary => {
+            matches!(role, Viewer | Operator | Admin)
+        }
     }
 }
 
@@ -76,6 +95,11 @@ mod tests {
             (RevokeDevice, false, false, false, true),
             (IssueCredential, false, false, false, true),
             (ListAudit, true, true, false, true),
+            // queries
+            (FleetAggregate, true, true, false, true),
+            (FleetTop, true, true, false, true),
+            (InventoryQuery, true, true, false, true),
+            (FleetSummary, true, true, false, true),
         ];
         assert_eq!(table.len(), AdminRpc::ALL.len(), "every RPC needs a row");
         for (rpc, v, o, p, a) in table {

@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod http;
 pub mod init;
 pub mod metrics;
+pub mod queries;
 pub mod quickstart;
 pub mod ratelimit;
 pub mod server;

@@ -7,6 +7,9 @@
 
 use crate::v1;
 
+mod fleet;
+pub use fleet::*;
+
 /// Largest encoded message either side accepts. tonic enforces it while
 /// decoding (as `OUT_OF_RANGE`, which the collector reports as
 /// `RESOURCE_EXHAUSTED`).
@@ -366,6 +369,9 @@ pub fn query_metrics_request(req: &v1::QueryMetricsRequest, now_ms: i64) -> Resu
     }
     if req.step_ms < 0 {
         return Err(fail("step_ms", "must not be negative"));
+    }
+    if v1::Aggregation::try_from(req.step_aggregation).is_err() {
+        return Err(fail("step_aggregation", "unknown aggregation"));
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 
 mod audit;
 mod devices;
+pub mod fleet_queries;
 mod flush;
 pub mod series;
 
