@@ -210,3 +210,7 @@ pub fn render_query(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "fleet_tests.rs"]
+mod tests;

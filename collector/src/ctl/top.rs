@@ -210,6 +210,15 @@ pub fn render_top(
                 metric,
                 "SAMPLED",
             ];
+            // The group column already says what the department or class is.
+            let repeated = match group {
+                Group::Department => Some(3),
+                Group::Class => Some(4),
+                _ => None,
+            };
+            if let Some(i) = repeated {
+                header.remove(i);
+            }
             if grouped {
                 header.insert(0, &group_header);
             }
@@ -228,6 +237,9 @@ pub fn render_top(
                         value_cell(v.value),
                         output::relative(v.timestamp_unix_ms, now_ms),
                     ];
+                    if let Some(i) = repeated {
+                        row.remove(i);
+                    }
                     if grouped {
                         row.insert(0, group_cell(&v.group));
                     }
