@@ -200,3 +200,93 @@ async fn top_ranks_current_values() {
     };
     assert!(top(&f.store, &stale_only).expect("top").values.is_empty());
 }
+
+/// Observed latency of the fleet scans on this store (not a benchmark: the
+/// storage work measures them formally). Run with
+/// `VAKT_LATENCY_DEVICES=200 cargo test -p vakt-collector --lib -- --ignored fleet_scan_latency --nocapture`.
+#[tokio::test]
+#[ignore = "slow; prints timings"]
+async fn fleet_scan_latency() {
+    let n: usize = std::env::var("VAKT_LATENCY_DEVICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db"), 32 << 20).expect("open");
+    let now = vakt_proto::now_unix_ms();
+    let points = 24 * 60; // 24 h at 60 s
+    let load = std::time::Instant::now();
+    for d in 0..n {
+        let id = format!("d-{d:05}");
+        let registration = Registration {
+            serial: format!("SN-{d}"),
+            class: if d % 4 == 0 { "server" } else { "laptop" }.into(),
+            department: format!("dept-{}", d % 10),
+            ..Default::default()
+        };
+        let token = TokenRecord {
+            device_id: String::new(),
+            secret_sha256: "00".into(),
+            created_at_ms: now,
+            expires_at_ms: now + 1000,
+            used_at_ms: 0,
+        };
+        store
+            .register(registration, id.clone(), format!("t-{d}"), token)
+            .await
+            .expect("register");
+        let samples = (0..points)
+            .map(|i| v1::Sample {
+                metric: FS.into(),
+                attributes: vec![attr("mountpoint", "/")],
+                value: (d as f64 + i as f64 / points as f64) / (n as f64 + 1.0),
+                timestamp_unix_ms: now - (points - i) as i64 * MIN,
+            })
+            .collect();
+        let batch = v1::ReportBatch {
+            sequence: 1,
+            collected_at_unix_ms: now - MIN,
+            samples,
+            ..Default::default()
+        };
+        store.ingest(&id, &batch, now - MIN).expect("ingest");
+    }
+    eprintln!(
+        "loaded {n} devices x {points} samples in {:?}",
+        load.elapsed()
+    );
+    let mut req = aggregate_request(Aggregation::P95, GroupBy::Department);
+    req.since_unix_ms = now - 24 * 60 * MIN;
+    let time = |name: &str, f: &dyn Fn()| {
+        let mut runs: Vec<std::time::Duration> = (0..5)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                f();
+                start.elapsed()
+            })
+            .collect();
+        runs.sort();
+        eprintln!("{name}: median {:?}, max {:?} (5 runs)", runs[2], runs[4]);
+    };
+    time("p95 by department over 24h", &|| {
+        let got = aggregate(&store, &req, now).expect("aggregate");
+        assert_eq!(got.groups.len(), 10.min(n));
+    });
+    let top_req = v1::FleetTopRequest {
+        metric: FS.into(),
+        k: 10,
+        ..Default::default()
+    };
+    time("top 10 current values", &|| {
+        top(&store, &top_req).expect("top");
+    });
+    time("summary", &|| {
+        summary::summary(
+            &store,
+            &v1::FleetSummaryRequest::default(),
+            now,
+            std::time::Duration::from_secs(60),
+        )
+        .expect("summary");
+    });
+}
