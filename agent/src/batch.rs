@@ -60,6 +60,9 @@ pub fn assemble(
         inventory,
         events,
         dropped_reports,
+        // Set by the caller: the software diff depends on delivery state.
+        software: None,
+        software_hash: Vec::new(),
     };
     if let Some(Err(e)) = batch.inventory.as_ref().map(validate::inventory) {
         // fit_limits should make this impossible; a report without its inventory
@@ -107,6 +110,32 @@ pub fn to_json(batch: &ReportBatch) -> Value {
             "detail": e.detail,
         })).collect::<Vec<_>>(),
         "dropped_reports": batch.dropped_reports,
+        "software_hash": crate::state::to_hex(&batch.software_hash),
+        "software": batch.software.as_ref().map(software_json),
+    })
+}
+
+/// Installed software: the package count and the packages, as the batch
+/// carries them (a full list from `collect --once`).
+fn software_json(c: &vakt_proto::v1::SoftwareChanges) -> Value {
+    let package = |p: &vakt_proto::v1::Package| {
+        json!({
+            "name": p.name,
+            "version": p.version,
+            "architecture": p.architecture,
+            "source": p.source,
+        })
+    };
+    json!({
+        "full": c.full,
+        "package_count": c.upserted.len(),
+        "packages": c.upserted.iter().map(package).collect::<Vec<_>>(),
+        "removed": c.removed.iter().map(|k| json!({
+            "name": k.name,
+            "architecture": k.architecture,
+        })).collect::<Vec<_>>(),
+        "base_hash": crate::state::to_hex(&c.base_hash),
+        "result_hash": crate::state::to_hex(&c.result_hash),
     })
 }
 
@@ -148,6 +177,14 @@ fn inventory_json(inv: &Inventory) -> Value {
         "chassis_type": inv.chassis_type,
         "agent_version": inv.agent_version,
         "boot_time_unix_ms": inv.boot_time_unix_ms,
+        "batteries": inv.batteries.iter().map(|b| json!({
+            "name": b.name,
+            "manufacturer": b.manufacturer,
+            "model": b.model,
+            "serial": b.serial,
+            "technology": b.technology,
+            "design_capacity_wh": b.design_capacity_wh,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -179,6 +216,17 @@ pub fn to_text(batch: &ReportBatch) -> String {
             inv.os_version,
             inv.disks.len(),
             inv.network_interfaces.len()
+        ));
+    }
+    if let Some(software) = &batch.software {
+        out.push_str(&format!(
+            "# software {} packages ({})\n",
+            software.upserted.len(),
+            if software.full {
+                "full list"
+            } else {
+                "changed"
+            }
         ));
     }
     out

@@ -36,7 +36,7 @@ pub fn collect_once(config: &config::AgentConfig) -> anyhow::Result<vakt_proto::
     let samples = collector.health();
     let inventory = collector.inventory();
     let hash = vakt_proto::inventory_hash(&inventory);
-    batch::assemble(
+    let mut batch = batch::assemble(
         1,
         vakt_proto::now_unix_ms(),
         samples,
@@ -44,7 +44,15 @@ pub fn collect_once(config: &config::AgentConfig) -> anyhow::Result<vakt_proto::
         Some(inventory),
         Vec::new(),
         0,
-    )
+    )?;
+    // The full software list, as a first report to a collector would carry it.
+    if let Some(software) = collector.software() {
+        batch.software_hash = software.hash.clone();
+        batch.software = Some(run::software_full(software));
+    }
+    vakt_proto::validate::report_batch(&batch, batch.collected_at_unix_ms)
+        .map_err(|e| anyhow::anyhow!("assembled report does not validate: {e}"))?;
+    Ok(batch)
 }
 
 #[cfg(test)]
@@ -61,6 +69,48 @@ mod tests {
             std::future::pending(),
         );
         assert_send(&fut);
+    }
+
+    /// `collect --once -o json` on a laptop fixture: the package list (count
+    /// and packages) and the battery with its design capacity.
+    #[test]
+    fn collect_once_shows_packages_and_batteries() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (file, content) in [
+            ("type", "Battery"),
+            ("manufacturer", "SMP"),
+            ("energy_full_design", "50000000"),
+        ] {
+            collect::tests::write(
+                root,
+                &format!("sys/class/power_supply/BAT0/{file}"),
+                content,
+            );
+        }
+        collect::tests::write(
+            root,
+            "var/lib/dpkg/status",
+            collect::software::tests::DPKG_STATUS_FIXTURE,
+        );
+        let config = config::AgentConfig {
+            paths: config::Paths {
+                procfs: "/proc".into(),
+                sysfs: root.join("sys"),
+                rootfs: root.to_path_buf(),
+                etc_machine_id: root.join("etc/machine-id"),
+            },
+            ..Default::default()
+        };
+        let json = batch::to_json(&collect_once(&config).unwrap());
+        assert_eq!(json["software"]["full"], true);
+        assert_eq!(json["software"]["package_count"], 5);
+        assert_eq!(json["software"]["packages"][2]["name"], "libc6");
+        assert_eq!(json["software"]["packages"][2]["architecture"], "i386");
+        assert_eq!(json["software_hash"].as_str().unwrap().len(), 64);
+        let battery = &json["inventory"]["batteries"][0];
+        assert_eq!(battery["name"], "BAT0");
+        assert_eq!(battery["design_capacity_wh"], 50.0);
     }
 
     #[test]

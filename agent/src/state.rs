@@ -8,6 +8,7 @@
 //!   enrollment.json  device id, collector URL, settings, certificate expiry
 //!   sequence         last report sequence number assigned (decimal)
 //!   delivery.json    last acknowledged sequence and inventory hash
+//!   software.pb      the software set the collector last acknowledged
 //!   spool/           unacknowledged reports, one <sequence>.pb file each
 //! ```
 

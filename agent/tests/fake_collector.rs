@@ -121,6 +121,7 @@ impl Telemetry for Fake {
                             acked_sequence: s.highest,
                             settings: None,
                             send_full_inventory: false,
+                            send_full_software: false,
                         })
                     }
                 };

@@ -15,6 +15,10 @@ pub enum AdminRpc {
     RevokeDevice,
     IssueCredential,
     ListAudit,
+    // inventory and software (issue 4)
+    GetInventory,
+    ListInventoryHistory,
+    FindPackage,
     // queries
     FleetAggregate,
     FleetTop,
@@ -32,6 +36,9 @@ impl AdminRpc {
         AdminRpc::RevokeDevice,
         AdminRpc::IssueCredential,
         AdminRpc::ListAudit,
+        AdminRpc::GetInventory,
+        AdminRpc::ListInventoryHistory,
+        AdminRpc::FindPackage,
         // queries
         AdminRpc::FleetAggregate,
         AdminRpc::FleetTop,
@@ -50,6 +57,9 @@ impl AdminRpc {
             AdminRpc::RevokeDevice => "RevokeDevice",
             AdminRpc::IssueCredential => "IssueCredential",
             AdminRpc::ListAudit => "ListAudit",
+            AdminRpc::GetInventory => "GetInventory",
+            AdminRpc::ListInventoryHistory => "ListInventoryHistory",
+            AdminRpc::FindPackage => "FindPackage",
             // queries
             AdminRpc::FleetAggregate => "FleetAggregate",
             AdminRpc::FleetTop => "FleetTop",
@@ -70,6 +80,9 @@ pub fn allowed(role: Role, rpc: AdminRpc) -> bool {
             matches!(role, Viewer | Operator | Admin)
         }
         RevokeDevice | IssueCredential => matches!(role, Admin),
+        GetInventory | ListInventoryHistory | FindPackage => {
+            matches!(role, Viewer | Operator | Admin)
+        }
         // queries: fleet-wide reads.
         FleetAggregate | FleetTop | InventoryQuery | FleetSummary => {
             matches!(role, Viewer | Operator | Admin)
@@ -95,6 +108,9 @@ mod tests {
             (RevokeDevice, false, false, false, true),
             (IssueCredential, false, false, false, true),
             (ListAudit, true, true, false, true),
+            (GetInventory, true, true, false, true),
+            (ListInventoryHistory, true, true, false, true),
+            (FindPackage, true, true, false, true),
             // queries
             (FleetAggregate, true, true, false, true),
             (FleetTop, true, true, false, true),

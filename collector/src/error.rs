@@ -15,9 +15,6 @@ pub enum Error {
     PermissionDenied(String),
     #[error("{0}")]
     ResourceExhausted(String),
-    /// A question this collector cannot answer yet (a feature not built in).
-    #[error("{0}")]
-    Unimplemented(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -33,7 +30,6 @@ impl From<Error> for tonic::Status {
             Error::Unauthenticated(m) => Status::unauthenticated(m),
             Error::PermissionDenied(m) => Status::permission_denied(m),
             Error::ResourceExhausted(m) => Status::resource_exhausted(m),
-            Error::Unimplemented(m) => Status::unimplemented(m),
             Error::Store(StoreError::TooManyPoints(n)) => {
                 Status::resource_exhausted(StoreError::TooManyPoints(n).to_string())
             }

@@ -84,6 +84,10 @@ pub fn device_view(
             .collect(),
         revoked_at_unix_ms: record.revoked_at_ms,
         dropped_reports_total: state.dropped_reports_total,
+        // Filled from the software store by the Admin service.
+        software_package_count: 0,
+        software_hash: Vec::new(),
+        software_updated_at_unix_ms: 0,
     }
 }
 

@@ -30,6 +30,27 @@ pub fn inventory_hash(inventory: &v1::Inventory) -> Vec<u8> {
     sha2::Sha256::digest(inventory.encode_to_vec()).to_vec()
 }
 
+/// The content hash of a software set: SHA-256 over its packages sorted by
+/// (name, architecture), each as `name \0 architecture \0 version \n`. Agent
+/// and collector compute it independently, so a diff can name the set it
+/// applies to and the set it produces. The source ("dpkg"/"rpm") is left out:
+/// it follows from the package, and the hash should not change with it.
+pub fn software_hash<'a>(packages: impl IntoIterator<Item = &'a v1::Package>) -> Vec<u8> {
+    use sha2::Digest;
+    let mut sorted: Vec<&v1::Package> = packages.into_iter().collect();
+    sorted.sort_by(|a, b| (&a.name, &a.architecture).cmp(&(&b.name, &b.architecture)));
+    let mut hasher = sha2::Sha256::new();
+    for p in sorted {
+        hasher.update(p.name.as_bytes());
+        hasher.update([0]);
+        hasher.update(p.architecture.as_bytes());
+        hasher.update([0]);
+        hasher.update(p.version.as_bytes());
+        hasher.update([b'\n']);
+    }
+    hasher.finalize().to_vec()
+}
+
 /// Milliseconds since the Unix epoch, as every `*_unix_ms` field carries it.
 pub fn now_unix_ms() -> i64 {
     std::time::SystemTime::now()

@@ -42,6 +42,26 @@ pub const MAX_QUERY_POINTS: usize = 100_000;
 pub const MAX_TOKEN_TTL_SECONDS: u64 = 90 * 24 * 3600;
 pub const MAX_CREDENTIAL_LIFETIME_SECONDS: u64 = 5 * 365 * 24 * 3600;
 pub const MAX_AUDIT_RECORDS: usize = 100_000;
+/// Installed software (issue 4). A full list of 10,000 packages at the
+/// longest names and versions still fits MAX_MESSAGE_BYTES with room for a
+/// batch's samples (see the test in `validate/software.rs`); real machines have
+/// 500 to 5,000.
+pub const MAX_PACKAGES_PER_BATCH: usize = 10_000;
+pub const MAX_PACKAGE_NAME_BYTES: usize = 128;
+pub const MAX_PACKAGE_VERSION_BYTES: usize = 128;
+pub const MAX_PACKAGE_ARCH_BYTES: usize = 32;
+pub const MAX_PACKAGE_SOURCE_BYTES: usize = 16;
+pub const SOFTWARE_HASH_BYTES: usize = 32;
+pub const MAX_BATTERIES: usize = 16;
+/// Inventory history entries one query returns, and package changes one entry keeps.
+pub const MAX_HISTORY_ENTRIES: usize = 10_000;
+pub const MAX_HISTORY_PACKAGES: usize = 1_000;
+
+mod software;
+pub use software::{
+    find_package_request, get_inventory_request, list_inventory_history_request, package,
+    software_changes,
+};
 
 /// An incoming message broke a rule: which field, and why. Becomes
 /// `INVALID_ARGUMENT` on the wire.
@@ -235,7 +255,7 @@ pub fn inventory(inv: &v1::Inventory) -> Result {
             text(&format!("{f}.ip_addresses[{j}]"), ip, MAX_TEXT_BYTES)?;
         }
     }
-    Ok(())
+    software::batteries(&inv.batteries)
 }
 
 pub fn report_batch(batch: &v1::ReportBatch, now_ms: i64) -> Result {
@@ -253,6 +273,7 @@ pub fn report_batch(batch: &v1::ReportBatch, now_ms: i64) -> Result {
     if let Some(inv) = &batch.inventory {
         inventory(inv)?;
     }
+    software::batch_fields(batch)?;
     count("events", batch.events.len(), MAX_EVENTS_PER_BATCH)?;
     for (i, e) in batch.events.iter().enumerate() {
         if v1::EventKind::try_from(e.kind).is_err() || e.kind == 0 {

@@ -21,6 +21,8 @@ pub struct FleetDeviceSpec {
     pub battery_health: Option<Vec<f64>>,
     /// Ends with a sleep event (the device is then `asleep`).
     pub sleeps: bool,
+    /// Installed packages `(name, version)`, sent in full with the first report.
+    pub packages: Vec<(&'static str, &'static str)>,
 }
 
 pub const OS_NAME: &str = "Debian GNU/Linux";
@@ -96,11 +98,30 @@ pub async fn enroll_and_report(
                 });
             }
             let last = i + 1 == timestamps_ms.len();
+            let software = (i == 0 && !spec.packages.is_empty()).then(|| {
+                let packages: Vec<v1::Package> = spec
+                    .packages
+                    .iter()
+                    .map(|(name, version)| v1::Package {
+                        name: (*name).to_owned(),
+                        version: (*version).to_owned(),
+                        architecture: "amd64".to_owned(),
+                        source: "dpkg".to_owned(),
+                    })
+                    .collect();
+                v1::SoftwareChanges {
+                    full: true,
+                    result_hash: vakt_proto::software_hash(&packages),
+                    upserted: packages,
+                    ..Default::default()
+                }
+            });
             v1::ReportBatch {
                 sequence: i as u64 + 1,
                 collected_at_unix_ms: at,
                 samples,
                 inventory: (i == 0).then(|| inventory.clone()),
+                software,
                 events: if last && spec.sleeps {
                     vec![v1::Event {
                         kind: v1::EventKind::Sleep as i32,

@@ -22,6 +22,7 @@ fn fleet() -> Vec<FleetDeviceSpec> {
             filesystems: vec![("/", vec![0.5, 0.6, 0.92])],
             battery_health: Some(vec![0.73, 0.73, 0.72]),
             sleeps: false,
+            packages: vec![("openssl", "3.0.15-1"), ("bash", "5.2.15-2")],
         },
         FleetDeviceSpec {
             hostname: "it-server-1",
@@ -33,6 +34,7 @@ fn fleet() -> Vec<FleetDeviceSpec> {
             filesystems: vec![("/", vec![0.3, 0.35, 0.4]), ("/srv", vec![0.7, 0.8, 0.85])],
             battery_health: None,
             sleeps: false,
+            packages: vec![("openssl", "3.5.1-1")],
         },
         FleetDeviceSpec {
             hostname: "hr-laptop-1",
@@ -44,6 +46,7 @@ fn fleet() -> Vec<FleetDeviceSpec> {
             filesystems: vec![("/", vec![0.2, 0.25, 0.3])],
             battery_health: Some(vec![0.95, 0.95, 0.95]),
             sleeps: false,
+            packages: vec![("openssl", "3.0.15-1")],
         },
         FleetDeviceSpec {
             hostname: "hr-laptop-3",
@@ -55,6 +58,7 @@ fn fleet() -> Vec<FleetDeviceSpec> {
             filesystems: vec![("/", vec![0.1, 0.1, 0.1])],
             battery_health: Some(vec![0.9, 0.9, 0.9]),
             sleeps: true,
+            packages: vec![("bash", "5.2.15-2")],
         },
     ]
 }
@@ -277,11 +281,44 @@ async fn fleet_queries_top_inventory_and_summary_answer_from_reported_data() {
     assert_eq!(degraded[0]["hostname"], "it-laptop-1", "{batteries}");
     assert_eq!(degraded[0]["battery"], "BAT0", "{batteries}");
     assert_eq!(degraded[0]["health_percent"], 72.0, "{batteries}");
-    // Package questions wait for the software inventory (issue 4).
-    let package = collector.vaktctl(&["inventory", "query", "--package", "openssl"]);
-    assert_eq!(package.code, Some(1), "{package}");
-    assert_eq!(package.stderr_lines().len(), 1, "{package}");
-    assert!(package.stderr.contains("package inventory"), "{package}");
+    // Which devices have openssl, per version (natural order); then one version.
+    let openssl = timed_json(
+        &collector,
+        &["inventory", "query", "--package", "openssl"],
+        &mut timings,
+    );
+    let versions: Vec<(&str, Vec<&str>)> = openssl["groups"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{openssl}"))
+        .iter()
+        .map(|g| {
+            (
+                g["value"].as_str().unwrap_or("?"),
+                g["devices"]
+                    .as_array()
+                    .map(|d| d.iter().filter_map(|d| d["hostname"].as_str()).collect())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        vec![
+            ("3.0.15-1 (amd64)", vec!["hr-laptop-1", "it-laptop-1"]),
+            ("3.5.1-1 (amd64)", vec!["it-server-1"])
+        ],
+        "{openssl}"
+    );
+    let exact = timed_json(
+        &collector,
+        &["inventory", "query", "--package", "openssl=3.5.1-1"],
+        &mut timings,
+    );
+    assert_eq!(exact["groups"].as_array().map(Vec::len), Some(1), "{exact}");
+    assert_eq!(exact["groups"][0]["count"], 1, "{exact}");
+    // A device's own inventory (issue 4) still answers under the same command.
+    let own = collector.vaktctl(&["inventory", "it-laptop-1", "-o", "json"]);
+    assert!(own.success(), "{own}");
 
     // --- summary ---
     let summary = timed_json(&collector, &["summary"], &mut timings);

@@ -90,6 +90,27 @@ async fn call(channel: Channel, rpc: AdminRpc, device: &str) -> Result<(), tonic
             .list_audit(v1::ListAuditRequest::default())
             .await
             .map(drop),
+        // inventory and software (issue 4)
+        AdminRpc::GetInventory => admin
+            .get_inventory(v1::GetInventoryRequest {
+                device,
+                software: true,
+            })
+            .await
+            .map(drop),
+        AdminRpc::ListInventoryHistory => admin
+            .list_inventory_history(v1::ListInventoryHistoryRequest {
+                device,
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        AdminRpc::FindPackage => admin
+            .find_package(v1::FindPackageRequest {
+                name: "bash".into(),
+            })
+            .await
+            .map(drop),
         // queries
         AdminRpc::FleetAggregate => admin
             .fleet_aggregate(v1::FleetAggregateRequest {

@@ -282,6 +282,8 @@ pub(super) fn collect(c: &mut Collector) -> Inventory {
         chassis_type: dmi.chassis_type,
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         boot_time_unix_ms: boot_time_unix_ms(&paths.procfs),
+        // Read from the power_supply class by `Collector::inventory`.
+        batteries: Vec::new(),
     };
     fit_limits(inventory)
 }

@@ -10,6 +10,7 @@ mod health;
 mod inventory;
 mod io;
 mod power;
+pub mod software;
 
 use crate::config::Paths;
 use std::path::Path;
@@ -23,6 +24,7 @@ pub struct Collector {
     disks: sysinfo::Disks,
     networks: sysinfo::Networks,
     cpu: health::CpuTimes,
+    software: software::SoftwareReader,
 }
 
 impl Collector {
@@ -34,6 +36,7 @@ impl Collector {
             disks: sysinfo::Disks::new().context("cannot read the list of disks")?,
             networks: sysinfo::Networks::new().context("cannot read network interfaces")?,
             cpu: health::CpuTimes::default(),
+            software: software::SoftwareReader::new(&paths.rootfs),
         };
         // CPU utilization is a difference between two readings; take the first now.
         collector.prime_cpu();
@@ -50,7 +53,15 @@ impl Collector {
     }
 
     pub fn inventory(&mut self) -> Inventory {
-        inventory::collect(self)
+        let mut inventory = inventory::collect(self);
+        inventory.batteries = power::battery_inventory(&self.paths.sysfs);
+        inventory
+    }
+
+    /// Installed packages; None when no package database is readable. Cheap
+    /// when nothing changed (one `stat` per database file).
+    pub fn software(&mut self) -> Option<&software::Software> {
+        self.software.read()
     }
 }
 

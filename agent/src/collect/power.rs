@@ -6,7 +6,8 @@
 
 use super::{clean_text, push_sample, read_trimmed};
 use std::path::Path;
-use vakt_proto::v1::Sample;
+use vakt_proto::v1::{Battery, Sample};
+use vakt_proto::validate::MAX_TEXT_BYTES;
 
 /// Sorted entries of a sysfs class directory; empty when it is absent.
 fn entries(dir: &Path) -> Vec<(String, std::path::PathBuf)> {
@@ -61,18 +62,55 @@ pub(super) fn temperatures(sysfs: &Path, out: &mut Vec<Sample>) {
     }
 }
 
+/// The system batteries present: their names and sysfs directories.
+fn system_batteries(sysfs: &Path) -> Vec<(String, std::path::PathBuf)> {
+    entries(&sysfs.join("class/power_supply"))
+        .into_iter()
+        .filter(|(_, dir)| {
+            let is_battery = read_trimmed(&dir.join("type")).is_some_and(|t| t == "Battery");
+            // Wireless mice and headsets are batteries too, with scope "Device".
+            let peripheral = read_trimmed(&dir.join("scope")).is_some_and(|s| s == "Device");
+            let absent = read_trimmed(&dir.join("present")).is_some_and(|p| p == "0");
+            is_battery && !peripheral && !absent
+        })
+        .collect()
+}
+
+/// What each system battery is, for the inventory. Design capacity in Wh from
+/// `energy_full_design` (µWh), or `charge_full_design` (µAh) times the design
+/// voltage (µV) for drivers that count charge; 0 when neither is known.
+pub(super) fn battery_inventory(sysfs: &Path) -> Vec<Battery> {
+    system_batteries(sysfs)
+        .into_iter()
+        .map(|(name, dir)| {
+            let text = |file: &str| {
+                read_trimmed(&dir.join(file))
+                    .map(|v| clean_text(&v, MAX_TEXT_BYTES))
+                    .unwrap_or_default()
+            };
+            let number = |file: &str| read_number(&dir.join(file)).filter(|v| *v > 0.0);
+            let design_wh = number("energy_full_design")
+                .map(|uwh| uwh / 1e6)
+                .or_else(|| {
+                    let volts = number("voltage_min_design").or_else(|| number("voltage_now"))?;
+                    Some(number("charge_full_design")? * volts / 1e12)
+                })
+                .unwrap_or(0.0);
+            Battery {
+                name: clean_text(&name, MAX_TEXT_BYTES),
+                manufacturer: text("manufacturer"),
+                model: text("model_name"),
+                serial: text("serial_number"),
+                technology: text("technology"),
+                design_capacity_wh: design_wh,
+            }
+        })
+        .collect()
+}
+
 /// Battery charge, state, health and cycle count, per system battery.
 pub(super) fn batteries(sysfs: &Path, out: &mut Vec<Sample>) {
-    for (name, dir) in entries(&sysfs.join("class/power_supply")) {
-        let is_battery = read_trimmed(&dir.join("type")).is_some_and(|t| t == "Battery");
-        // Wireless mice and headsets are batteries too, with scope "Device".
-        let peripheral = read_trimmed(&dir.join("scope")).is_some_and(|s| s == "Device");
-        if !is_battery || peripheral {
-            continue;
-        }
-        if read_trimmed(&dir.join("present")).is_some_and(|p| p == "0") {
-            continue;
-        }
+    for (name, dir) in system_batteries(sysfs) {
         let number = |file: &str| read_number(&dir.join(file));
         let battery = [("battery", name.as_str())];
 
@@ -185,6 +223,33 @@ pub(crate) mod tests {
                 .all(|s| s.attributes.iter().any(|a| a.value == "BAT0")),
             "{out:?}"
         );
+    }
+
+    #[test]
+    fn battery_inventory_with_design_capacity() {
+        let dir = tempfile::tempdir().unwrap();
+        laptop_sysfs(dir.path());
+        let bat1 = "class/power_supply/BAT1";
+        for (file, content) in [
+            ("type", "Battery"),
+            ("technology", "Li-poly"),
+            ("serial_number", " 4711 "),
+            ("charge_full_design", "5000000"),
+            ("voltage_min_design", "11400000"),
+        ] {
+            write(dir.path(), &format!("{bat1}/{file}"), content);
+        }
+        let list = battery_inventory(dir.path());
+        assert_eq!(list.len(), 2, "the mouse is not a system battery: {list:?}");
+        assert_eq!(
+            (list[0].name.as_str(), list[0].manufacturer.as_str()),
+            ("BAT0", "SMP")
+        );
+        assert_eq!(list[0].model, "5B10W13975");
+        assert_eq!(list[0].design_capacity_wh, 50.0);
+        assert_eq!(list[1].technology, "Li-poly");
+        assert_eq!(list[1].serial, "4711");
+        assert!((list[1].design_capacity_wh - 57.0).abs() < 1e-9);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! has acknowledged, and how each report is assembled. Split from the loop in
 //! `mod.rs`, which only decides what happens next.
 
+use super::software::SoftwareSync;
 use super::{Session, WINDOW};
 use crate::batch;
 use crate::collect::Collector;
@@ -30,6 +31,7 @@ pub(super) struct Agent {
     pub(super) force_full_inventory: bool,
     pub(super) pending_events: Vec<vakt_proto::v1::Event>,
     pub(super) settings: state::Settings,
+    pub(super) software: SoftwareSync,
 }
 
 impl Agent {
@@ -81,6 +83,7 @@ impl Agent {
             force_full_inventory: false,
             pending_events,
             settings: enrollment.settings.clone(),
+            software: SoftwareSync::load(state_dir),
         })
     }
 
@@ -113,7 +116,7 @@ impl Agent {
         let include = self.force_full_inventory
             || (state::to_hex(hash) != self.delivery.acked_inventory_hash && !in_flight);
         let sequence = self.last_sequence + 1;
-        let batch = batch::assemble(
+        let mut batch = batch::assemble(
             sequence,
             vakt_proto::now_unix_ms(),
             samples,
@@ -122,6 +125,21 @@ impl Agent {
             events,
             self.delivery.pending_dropped,
         )?;
+        let software = self.software.prepare(self.collector.software());
+        batch.software_hash = software.hash;
+        batch.software = software.changes;
+        let mut software_pending = software.pending;
+        if let Some(Err(e)) = batch
+            .software
+            .as_ref()
+            .map(|c| vakt_proto::validate::software_changes("software", c))
+        {
+            // The reader keeps packages within the limits; should it ever
+            // fail, the collector sees the hash and asks for the full list.
+            tracing::warn!("leaving out software changes the collector would refuse: {e}");
+            batch.software = None;
+            software_pending = None;
+        }
         // Recorded before the spool file exists, so no crash can hand the same
         // number out twice.
         state::save_sequence(&self.state_dir, sequence)?;
@@ -143,6 +161,16 @@ impl Agent {
         if batch.inventory.is_some() {
             self.spooled_inventory = Some((sequence, hash.clone()));
             self.force_full_inventory = false;
+        }
+        if let (Some(changes), Some(pending)) = (&batch.software, software_pending) {
+            tracing::debug!(
+                sequence,
+                full = changes.full,
+                upserted = changes.upserted.len(),
+                removed = changes.removed.len(),
+                "software changes spooled"
+            );
+            self.software.spooled(sequence, pending);
         }
         self.forget_dropped_inventory();
         tracing::debug!(
@@ -205,6 +233,8 @@ impl Agent {
             self.force_full_inventory = true;
             self.delivery.acked_inventory_hash.clear();
         }
+        self.software
+            .on_ack(ack.acked_sequence, ack.send_full_software);
         self.apply_settings(ack.settings.as_ref()?)
     }
 
@@ -289,6 +319,9 @@ impl Agent {
         {
             self.spooled_inventory = None;
         }
+        let spool = &self.spool;
+        self.software
+            .forget_unless(|sequence| spool.contains(sequence));
     }
 
     fn save_delivery(&self) {

@@ -6,6 +6,7 @@
 //! crash at any point loses at most the batch being written.
 
 mod agent;
+mod software;
 
 use crate::batch;
 use crate::config::AgentConfig;
@@ -13,6 +14,7 @@ use crate::state::{self, Enrollment};
 use crate::transport::{self, Backoff};
 use agent::Agent;
 use anyhow::Context;
+pub(crate) use software::full as software_full;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;

@@ -263,7 +263,7 @@ fn device_block(d: &v1::Device, now_ms: i64) -> String {
     out
 }
 
-fn inventory_block(inv: &v1::Inventory, now_ms: i64) -> String {
+pub(super) fn inventory_block(inv: &v1::Inventory, now_ms: i64) -> String {
     let os = [inv.os_name.as_str(), inv.os_version.as_str()]
         .iter()
         .filter(|s| !s.is_empty())
@@ -415,7 +415,7 @@ struct FlagJson<'a> {
 }
 
 #[derive(Serialize)]
-struct InventoryJson<'a> {
+pub(super) struct InventoryJson<'a> {
     hostname: &'a str,
     os_name: &'a str,
     os_version: &'a str,
@@ -438,6 +438,7 @@ struct InventoryJson<'a> {
     boot_time: Option<String>,
     disks: Vec<DiskJson<'a>>,
     network_interfaces: Vec<InterfaceJson<'a>>,
+    batteries: Vec<super::inventory::BatteryJson<'a>>,
 }
 
 #[derive(Serialize)]
@@ -548,6 +549,7 @@ impl<'a> From<&'a v1::Inventory> for InventoryJson<'a> {
                     driver: &n.driver,
                 })
                 .collect(),
+            batteries: super::inventory::batteries_json(&i.batteries),
         }
     }
 }

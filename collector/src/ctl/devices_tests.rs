@@ -226,7 +226,7 @@ fn json_array_of_device_objects() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(keys.len(), 22);
+    assert_eq!(keys.len(), 23, "the inventory fields and its batteries");
     // Field order follows the documented shape (serde_json sorts keys in
     // Value, so check the raw text).
     assert!(out.starts_with(

@@ -361,9 +361,10 @@ fn inventory_batteries_worst_first() {
         let mut all = vec!["inventory", "query"];
         all.extend_from_slice(args);
         match cli(&all).map(|c| c.command) {
-            Ok(Command::Inventory {
-                command: InventoryCommand::Query(a),
-            }) => Ok(a.question()),
+            Ok(Command::Inventory(super::super::inventory::InventoryArgs {
+                command: Some(InventoryCommand::Query(a)),
+                ..
+            })) => Ok(a.question()),
             Ok(_) => panic!("inventory query"),
             Err(e) => Err(e.kind()),
         }

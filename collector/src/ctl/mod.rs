@@ -10,6 +10,7 @@ pub mod connect;
 pub mod credentials;
 pub mod devices;
 pub mod fleet_args;
+pub mod inventory;
 pub mod inventory_query;
 pub mod lifecycle;
 pub mod metrics;
@@ -67,6 +68,9 @@ pub enum Command {
     /// Query one metric of one device
     #[command(long_about = metrics::METRICS_HELP)]
     Metrics(metrics::MetricsArgs),
+    /// A device's inventory, installed software (--software) and their history (--history);
+    /// `inventory query` asks the whole fleet (OS versions, models, batteries, packages)
+    Inventory(inventory::InventoryArgs),
     /// Revoke a device: refused from its next request on, certificates denylisted
     #[command(long_about = lifecycle::REVOKE_HELP)]
     Revoke(lifecycle::RevokeArgs),
@@ -84,17 +88,12 @@ pub enum Command {
     /// Current values of a metric across the fleet, ranked (top-k)
     #[command(long_about = top::TOP_HELP)]
     Top(top::TopArgs),
-    /// Inventory questions across the fleet (OS versions, models, batteries, packages)
-    Inventory {
-        #[command(subcommand)]
-        command: InventoryCommand,
-    },
     /// Fleet health per department and class: states, low disk, batteries, outdated OS
     #[command(long_about = summary::SUMMARY_HELP)]
     Summary(summary::SummaryArgs),
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Clone, Debug, Subcommand)]
 pub enum InventoryCommand {
     /// Devices by OS version, by model, by battery health or by package
     #[command(long_about = inventory_query::INVENTORY_QUERY_HELP)]
@@ -169,6 +168,12 @@ pub async fn run(cli: &Cli, env: &Env) -> Result<()> {
             command: DeviceCommand::Reenroll(args),
         } => lifecycle::reenroll(&mut admin, args, format).await?,
         Command::Metrics(args) => metrics::run(&mut admin, args, format).await?,
+        Command::Inventory(args) => match &args.command {
+            Some(InventoryCommand::Query(query)) => {
+                inventory_query::run(&mut admin, query, format).await?
+            }
+            None => inventory::run(&mut admin, args, format).await?,
+        },
         Command::Revoke(args) => lifecycle::revoke(&mut admin, args, format).await?,
         Command::Credentials {
             command: CredentialsCommand::Issue(args),
@@ -176,9 +181,6 @@ pub async fn run(cli: &Cli, env: &Env) -> Result<()> {
         Command::Audit(args) => audit::run(&mut admin, args, format).await?,
         Command::Query(args) => query::run(&mut admin, args, format).await?,
         Command::Top(args) => top::run(&mut admin, args, format).await?,
-        Command::Inventory {
-            command: InventoryCommand::Query(args),
-        } => inventory_query::run(&mut admin, args, format).await?,
         Command::Summary(args) => summary::run(&mut admin, args, format).await?,
     };
     emit(&text)

@@ -12,10 +12,6 @@ use vakt_proto::v1::{self, DeviceClass, inventory_query_request::Question};
 /// 0–1; `agent/src/collect/power.rs`), one series per `battery` attribute.
 pub const BATTERY_HEALTH_METRIC: &str = "system.battery.health";
 
-/// Why a question cannot be answered by this collector (yet).
-pub const PACKAGES_UNAVAILABLE: &str = "package inventory is not stored by this collector yet \
-     (installed software arrives with issue 4); ask by --os, --model or --battery-below";
-
 pub fn query(
     store: &Store,
     req: &v1::InventoryQueryRequest,
@@ -53,10 +49,12 @@ pub fn query(
                     }
                 }
             }
-            // TODO(issue 4, branch `software`): answer from the package
-            // index (`pkg/<name>/<device>` → version) once it is on main.
-            Question::Package(_) => return Err(Error::Unimplemented(PACKAGES_UNAVAILABLE.into())),
+            // Answered from the package index below, not per device.
+            Question::Package(_) => {}
         }
+    }
+    if let Question::Package(package) = question {
+        matches = package_matches(store, &devices, package)?;
     }
     matches.sort_by(|a, b| {
         let by_group = match question {
@@ -75,6 +73,36 @@ pub fn query(
             .then_with(|| a.device_id.cmp(&b.device_id))
     });
     Ok(v1::InventoryQueryResponse { matches })
+}
+
+/// Devices with the package installed (of the version, if given), from the
+/// software index (`store/software.rs`); group = "<version> (<arch>)".
+fn package_matches(
+    store: &Store,
+    devices: &[FleetDevice],
+    package: &v1::PackageMatch,
+) -> Result<Vec<v1::InventoryMatch>, Error> {
+    let by_id: std::collections::HashMap<&str, &FleetDevice> = devices
+        .iter()
+        .map(|d| (d.record.device_id.as_str(), d))
+        .collect();
+    let mut out = Vec::new();
+    for install in store.find_package(&package.name)? {
+        if !package.version.is_empty() && install.version != package.version {
+            continue;
+        }
+        // Not selected, or revoked.
+        let Some(device) = by_id.get(install.device_id.as_str()) else {
+            continue;
+        };
+        let group = if install.architecture.is_empty() {
+            install.version
+        } else {
+            format!("{} ({})", install.version, install.architecture)
+        };
+        out.push(row(device, group, None));
+    }
+    Ok(out)
 }
 
 fn row(device: &FleetDevice, group: String, value: Option<f64>) -> v1::InventoryMatch {

@@ -361,6 +361,27 @@ impl Admin for AdminService {
         }))
     }
 
+    async fn get_inventory(
+        &self,
+        request: Request<v1::GetInventoryRequest>,
+    ) -> Result<Response<v1::GetInventoryResponse>, Status> {
+        super::inventory::get_inventory(&self.shared, request).await
+    }
+
+    async fn list_inventory_history(
+        &self,
+        request: Request<v1::ListInventoryHistoryRequest>,
+    ) -> Result<Response<v1::ListInventoryHistoryResponse>, Status> {
+        super::inventory::list_inventory_history(&self.shared, request).await
+    }
+
+    async fn find_package(
+        &self,
+        request: Request<v1::FindPackageRequest>,
+    ) -> Result<Response<v1::FindPackageResponse>, Status> {
+        super::inventory::find_package(&self.shared, request).await
+    }
+
     // queries: fleet-wide questions (collector/src/queries/).
 
     async fn fleet_aggregate(
@@ -467,12 +488,14 @@ impl AdminService {
             .ok_or_else(|| Error::NotFound(format!("no device matches {needle:?}")))?;
         let state = shared.store.ingest_state(&record.device_id)?;
         let inventory = shared.store.inventory(&record.device_id)?;
-        Ok(fleet::device_view(
+        let mut view = fleet::device_view(
             &record,
             &state,
             inventory,
             now_unix_ms(),
             shared.config.report_interval,
-        ))
+        );
+        super::inventory::fill_device_view(shared, &mut view)?;
+        Ok(view)
     }
 }

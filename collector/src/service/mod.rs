@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod enroll;
+mod inventory;
 mod streams;
 pub mod telemetry;
 

@@ -231,6 +231,10 @@ impl AgentStream<'_> {
                 clone_suspected |= ingested.clone_suspected;
                 ack.acked_sequence = ingested.acked_sequence;
                 ack.send_full_inventory |= ingested.need_inventory;
+                if ingested.stored {
+                    // The newest stored batch says whether the list is still missing.
+                    ack.send_full_software = ingested.need_full_software;
+                }
             }
             if clone_suspected {
                 shared

@@ -12,6 +12,8 @@ mod devices;
 pub mod fleet_queries;
 mod flush;
 pub mod series;
+mod software;
+pub use software::{PackageInstall, SoftwareState};
 
 use flush::{FlushError, Flusher};
 use prost::Message;
@@ -136,6 +138,8 @@ pub struct Ingested {
     /// The sequence went backwards with fresh data: another agent is using
     /// this identity.
     pub clone_suspected: bool,
+    /// The collector lacks the software set the batch describes.
+    pub need_full_software: bool,
 }
 
 pub struct Store {
@@ -252,6 +256,7 @@ impl Store {
                 stored: false,
                 need_inventory: false,
                 clone_suspected: batch.collected_at_unix_ms > state.last_collected_ms,
+                need_full_software: false,
             });
         }
         let mut writes = sled::Batch::default();
@@ -273,6 +278,14 @@ impl Store {
                 writes.insert(series::sample_key(key, ts), &sample.value.to_be_bytes()[..]);
             }
         }
+        let need_full_software = software::stage(
+            &self.telemetry,
+            &mut writes,
+            device_id,
+            batch,
+            &state.inventory_hash,
+            now_ms,
+        )?;
         if let Some(inventory) = &batch.inventory {
             let hash = vakt_proto::inventory_hash(inventory);
             writes.insert(series::inventory_key(device_id), inventory.encode_to_vec());
@@ -302,6 +315,7 @@ impl Store {
             stored: true,
             need_inventory,
             clone_suspected: false,
+            need_full_software,
         })
     }
 
