@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "vakt/v1/gateway.proto",
         "vakt/v1/enrollment.proto",
         "vakt/v1/telemetry.proto",
+        "vakt/v1/fleet.proto",
         "vakt/v1/admin.proto",
     ];
     for file in files {

@@ -21,6 +21,11 @@ pub enum AdminRpc {
     FindPackage,
     // tablet gateway
     ListRefusedChildren,
+    // queries
+    FleetAggregate,
+    FleetTop,
+    InventoryQuery,
+    FleetSummary,
 }
 
 impl AdminRpc {
@@ -37,6 +42,11 @@ impl AdminRpc {
         AdminRpc::ListInventoryHistory,
         AdminRpc::FindPackage,
         AdminRpc::ListRefusedChildren,
+        // queries
+        AdminRpc::FleetAggregate,
+        AdminRpc::FleetTop,
+        AdminRpc::InventoryQuery,
+        AdminRpc::FleetSummary,
     ];
 
     /// The gRPC method name (`vakt.v1.Admin/<name>`).
@@ -54,6 +64,11 @@ impl AdminRpc {
             AdminRpc::ListInventoryHistory => "ListInventoryHistory",
             AdminRpc::FindPackage => "FindPackage",
             AdminRpc::ListRefusedChildren => "ListRefusedChildren",
+            // queries
+            AdminRpc::FleetAggregate => "FleetAggregate",
+            AdminRpc::FleetTop => "FleetTop",
+            AdminRpc::InventoryQuery => "InventoryQuery",
+            AdminRpc::FleetSummary => "FleetSummary",
         }
     }
 }
@@ -70,6 +85,10 @@ pub fn allowed(role: Role, rpc: AdminRpc) -> bool {
         }
         RevokeDevice | IssueCredential => matches!(role, Admin),
         GetInventory | ListInventoryHistory | FindPackage => {
+            matches!(role, Viewer | Operator | Admin)
+        }
+        // queries: fleet-wide reads.
+        FleetAggregate | FleetTop | InventoryQuery | FleetSummary => {
             matches!(role, Viewer | Operator | Admin)
         }
     }
@@ -97,6 +116,11 @@ mod tests {
             (ListInventoryHistory, true, true, false, true),
             (FindPackage, true, true, false, true),
             (ListRefusedChildren, true, true, false, true),
+            // queries
+            (FleetAggregate, true, true, false, true),
+            (FleetTop, true, true, false, true),
+            (InventoryQuery, true, true, false, true),
+            (FleetSummary, true, true, false, true),
         ];
         assert_eq!(table.len(), AdminRpc::ALL.len(), "every RPC needs a row");
         for (rpc, v, o, p, a) in table {

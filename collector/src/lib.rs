@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod http;
 pub mod init;
 pub mod metrics;
+pub mod queries;
 pub mod quickstart;
 pub mod ratelimit;
 pub mod server;

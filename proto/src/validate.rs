@@ -12,6 +12,8 @@ pub use children::{
     MAX_BATTERY_HEALTH_PERCENT, MAX_CHILD_IDENTIFIER_BYTES, MAX_CHILDREN_PER_BATCH,
     MIN_CHILD_LAST_SYNC_MS, batch_children, child_device, list_refused_children_request,
 };
+mod fleet;
+pub use fleet::*;
 
 /// Largest encoded message either side accepts. tonic enforces it while
 /// decoding (as `OUT_OF_RANGE`, which the collector reports as
@@ -395,6 +397,9 @@ pub fn query_metrics_request(req: &v1::QueryMetricsRequest, now_ms: i64) -> Resu
     }
     if req.step_ms < 0 {
         return Err(fail("step_ms", "must not be negative"));
+    }
+    if v1::Aggregation::try_from(req.step_aggregation).is_err() {
+        return Err(fail("step_aggregation", "unknown aggregation"));
     }
     Ok(())
 }

@@ -115,6 +115,33 @@ async fn call(channel: Channel, rpc: AdminRpc, device: &str) -> Result<(), tonic
             .list_refused_children(v1::ListRefusedChildrenRequest::default())
             .await
             .map(drop),
+        // queries
+        AdminRpc::FleetAggregate => admin
+            .fleet_aggregate(v1::FleetAggregateRequest {
+                metric: "system.cpu.utilization".into(),
+                since_unix_ms: now_ms() - 3_600_000,
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        AdminRpc::FleetTop => admin
+            .fleet_top(v1::FleetTopRequest {
+                metric: "system.cpu.utilization".into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        AdminRpc::InventoryQuery => admin
+            .inventory_query(v1::InventoryQueryRequest {
+                question: Some(v1::inventory_query_request::Question::ByOs(true)),
+                selector: None,
+            })
+            .await
+            .map(drop),
+        AdminRpc::FleetSummary => admin
+            .fleet_summary(v1::FleetSummaryRequest::default())
+            .await
+            .map(drop),
     }
 }
 

@@ -9,9 +9,14 @@ use serde::Serialize;
 use vakt_proto::v1;
 
 #[derive(Clone, Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct InventoryArgs {
+    /// Fleet-wide inventory questions: `vaktctl inventory query --help`
+    #[command(subcommand)]
+    pub command: Option<super::InventoryCommand>,
     /// Device id, hostname or serial
-    pub device: String,
+    #[arg(required = true)]
+    pub device: Option<String>,
     /// The installed packages (with --history: only software changes)
     #[arg(long)]
     pub software: bool,
@@ -35,9 +40,10 @@ fn parse_limit(s: &str) -> Result<u32, String> {
 }
 
 pub async fn run(admin: &mut Admin, args: &InventoryArgs, format: Format) -> Result<String> {
+    let device = args.device.clone().unwrap_or_default();
     if args.history {
         let request = v1::ListInventoryHistoryRequest {
-            device: args.device.clone(),
+            device: device.clone(),
             since_unix_ms: args.since.unix_ms(vakt_proto::now_unix_ms()).max(0),
             limit: args.limit,
         };
@@ -55,7 +61,7 @@ pub async fn run(admin: &mut Admin, args: &InventoryArgs, format: Format) -> Res
         return Ok(render_history(&changes, format));
     }
     let request = v1::GetInventoryRequest {
-        device: args.device.clone(),
+        device: device.clone(),
         software: args.software,
     };
     let response = admin

@@ -1,7 +1,23 @@
 //! `vaktctl metrics DEVICE METRIC`: one metric of one device over a time
-//! range, raw or averaged per step, one series per attribute set.
+//! range, raw or aggregated per step, one series per attribute set.
+
+pub const METRICS_HELP: &str = "\
+One metric of one device over a time range: raw samples, or with --step one point per step \
+(aligned to multiples of the step, stamped with the step's start) combined by --agg: avg \
+(default), min, max, last, count, sum or p95. One series per attribute set.
+
+Long ranges are cheap: where raw samples are past their retention (default 14 days) the \
+collector answers from its 5-minute rollups (min, max, sum, count), so a year at --step 1d reads \
+rollups, not every sample, and steps there are at least 5 minutes. Over rollups avg, min, max, \
+count and sum are exact; last and p95 can only be approximated.
+
+Examples:
+  vaktctl metrics web-1 system.cpu.utilization --since 24h --step 5m
+  vaktctl metrics web-1 system.filesystem.utilization --attr mountpoint=/ --since 30d --step 1d --agg max
+  vaktctl metrics SN123 system.battery.health --since 400d --step 7d -o csv";
 
 use super::connect::Admin;
+use super::fleet_args::Agg;
 use super::output::{self, Format};
 use anyhow::Result;
 use serde::Serialize;
@@ -21,9 +37,12 @@ pub struct MetricsArgs {
     /// End: a duration ago or an RFC 3339 time [default: now]
     #[arg(long, value_name = "WHEN", value_parser = parse_when)]
     pub until: Option<When>,
-    /// Average into one point per step (5m, 1h) [default: raw samples]
+    /// One point per step (5m, 1h), combined by --agg [default: raw samples]
     #[arg(long, value_name = "DURATION", value_parser = parse_step)]
     pub step: Option<Duration>,
+    /// How each step's samples are combined (with --step)
+    #[arg(long, value_enum, value_name = "AGG", default_value_t = Agg::Avg, requires = "step")]
+    pub agg: Agg,
     /// Only series with this attribute (repeatable), e.g. --attr mountpoint=/
     #[arg(long = "attr", value_name = "KEY=VALUE", value_parser = super::parse_kv)]
     pub attributes: Vec<(String, String)>,
@@ -78,6 +97,7 @@ impl MetricsArgs {
                 .step
                 .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
             attributes: super::attributes(&self.attributes),
+            step_aggregation: self.agg.wire() as i32,
         }
     }
 }
@@ -323,6 +343,7 @@ mod tests {
             since: When::Ago(Duration::from_secs(3600)),
             until: None,
             step: Some(Duration::from_secs(300)),
+            agg: Agg::Max,
             attributes: vec![("mountpoint".into(), "/".into())],
         };
         let req = args.request(now);
@@ -330,6 +351,7 @@ mod tests {
             (req.since_unix_ms, req.until_unix_ms, req.step_ms),
             (now - 3_600_000, 0, 300_000)
         );
+        assert_eq!(req.step_aggregation, v1::Aggregation::Max as i32);
         assert_eq!(req.attributes, vec![attr("mountpoint", "/")]);
     }
 }

@@ -9,12 +9,18 @@ pub mod batch;
 pub mod connect;
 pub mod credentials;
 pub mod devices;
+pub mod fleet_args;
 pub mod gateway;
 pub mod inventory;
+pub mod inventory_query;
 pub mod lifecycle;
 pub mod metrics;
 pub mod output;
+pub mod query;
+pub mod query_expr;
 pub mod register;
+pub mod summary;
+pub mod top;
 
 use anyhow::{Result, anyhow};
 use clap::{Parser, Subcommand};
@@ -61,8 +67,10 @@ pub enum Command {
         command: DeviceCommand,
     },
     /// Query one metric of one device
+    #[command(long_about = metrics::METRICS_HELP)]
     Metrics(metrics::MetricsArgs),
-    /// A device's inventory, installed software (--software) and their history (--history)
+    /// A device's inventory, installed software (--software) and their history (--history);
+    /// `inventory query` asks the whole fleet (OS versions, models, batteries, packages)
     Inventory(inventory::InventoryArgs),
     /// Revoke a device: refused from its next request on, certificates denylisted
     #[command(long_about = lifecycle::REVOKE_HELP)]
@@ -74,6 +82,23 @@ pub enum Command {
     },
     /// Who did what, when: registrations, enrollments, revocations, credentials
     Audit(audit::AuditArgs),
+    // queries: fleet-wide questions.
+    /// Aggregate a metric across the fleet per department, class or label
+    #[command(long_about = query::QUERY_HELP)]
+    Query(query::QueryArgs),
+    /// Current values of a metric across the fleet, ranked (top-k)
+    #[command(long_about = top::TOP_HELP)]
+    Top(top::TopArgs),
+    /// Fleet health per department and class: states, low disk, batteries, outdated OS
+    #[command(long_about = summary::SUMMARY_HELP)]
+    Summary(summary::SummaryArgs),
+}
+
+#[derive(Clone, Debug, Subcommand)]
+pub enum InventoryCommand {
+    /// Devices by OS version, by model, by battery health or by package
+    #[command(long_about = inventory_query::INVENTORY_QUERY_HELP)]
+    Query(inventory_query::InventoryQueryArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,12 +169,20 @@ pub async fn run(cli: &Cli, env: &Env) -> Result<()> {
             command: DeviceCommand::Reenroll(args),
         } => lifecycle::reenroll(&mut admin, args, format).await?,
         Command::Metrics(args) => metrics::run(&mut admin, args, format).await?,
-        Command::Inventory(args) => inventory::run(&mut admin, args, format).await?,
+        Command::Inventory(args) => match &args.command {
+            Some(InventoryCommand::Query(query)) => {
+                inventory_query::run(&mut admin, query, format).await?
+            }
+            None => inventory::run(&mut admin, args, format).await?,
+        },
         Command::Revoke(args) => lifecycle::revoke(&mut admin, args, format).await?,
         Command::Credentials {
             command: CredentialsCommand::Issue(args),
         } => credentials::issue(&mut admin, args, &settings.collector, format).await?,
         Command::Audit(args) => audit::run(&mut admin, args, format).await?,
+        Command::Query(args) => query::run(&mut admin, args, format).await?,
+        Command::Top(args) => top::run(&mut admin, args, format).await?,
+        Command::Summary(args) => summary::run(&mut admin, args, format).await?,
     };
     emit(&text)
 }

@@ -5,6 +5,7 @@ use super::{SharedRef, authorize, peer_of};
 use crate::authz::AdminRpc;
 use crate::error::Error;
 use crate::fleet;
+use crate::queries;
 use crate::store::{AuditEntry, AuditFilter, Registration, TokenRecord};
 use crate::tokens;
 use std::collections::BTreeMap;
@@ -211,8 +212,10 @@ impl Admin for AdminService {
             )
             .map_err(Error::from)?;
         if req.step_ms > 0 {
+            let aggregation =
+                v1::Aggregation::try_from(req.step_aggregation).unwrap_or(v1::Aggregation::Avg);
             for s in &mut series {
-                s.points = average_per_step(&s.points, req.step_ms);
+                s.points = queries::step::per_step(&s.points, req.step_ms, aggregation);
             }
         }
         Ok(Response::new(v1::QueryMetricsResponse {
@@ -415,6 +418,68 @@ impl Admin for AdminService {
             &req,
         )?))
     }
+
+    // queries: fleet-wide questions (collector/src/queries/).
+
+    async fn fleet_aggregate(
+        &self,
+        request: Request<v1::FleetAggregateRequest>,
+    ) -> Result<Response<v1::FleetAggregateResponse>, Status> {
+        authorize(&request, AdminRpc::FleetAggregate)?;
+        let req = request.into_inner();
+        let now = now_unix_ms();
+        validate::fleet_aggregate_request(&req, now).map_err(Error::from)?;
+        let shared = self.shared.clone();
+        blocking(move || queries::aggregate(&shared.store, &req, now)).await
+    }
+
+    async fn fleet_top(
+        &self,
+        request: Request<v1::FleetTopRequest>,
+    ) -> Result<Response<v1::FleetTopResponse>, Status> {
+        authorize(&request, AdminRpc::FleetTop)?;
+        let req = request.into_inner();
+        validate::fleet_top_request(&req).map_err(Error::from)?;
+        let shared = self.shared.clone();
+        blocking(move || queries::top(&shared.store, &req)).await
+    }
+
+    async fn inventory_query(
+        &self,
+        request: Request<v1::InventoryQueryRequest>,
+    ) -> Result<Response<v1::InventoryQueryResponse>, Status> {
+        authorize(&request, AdminRpc::InventoryQuery)?;
+        let req = request.into_inner();
+        validate::inventory_query_request(&req).map_err(Error::from)?;
+        let shared = self.shared.clone();
+        blocking(move || queries::inventory::query(&shared.store, &req)).await
+    }
+
+    async fn fleet_summary(
+        &self,
+        request: Request<v1::FleetSummaryRequest>,
+    ) -> Result<Response<v1::FleetSummaryResponse>, Status> {
+        authorize(&request, AdminRpc::FleetSummary)?;
+        let req = request.into_inner();
+        validate::fleet_summary_request(&req).map_err(Error::from)?;
+        let shared = self.shared.clone();
+        let now = now_unix_ms();
+        blocking(move || {
+            queries::summary::summary(&shared.store, &req, now, shared.config.report_interval)
+        })
+        .await
+    }
+}
+
+/// Fleet scans read every device's records: run them on the blocking pool so
+/// report streams on the async workers keep being acknowledged meanwhile.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<Response<T>, Status> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => Ok(Response::new(result?)),
+        Err(e) => Err(Error::Internal(format!("fleet query task failed: {e}")).into()),
+    }
 }
 
 fn actor(name: &str, role: Role) -> String {
@@ -471,48 +536,5 @@ impl AdminService {
         super::inventory::fill_device_view(shared, &mut view)?;
         crate::gateway::decorate(&shared.store, &record, &mut view, now)?;
         Ok(view)
-    }
-}
-
-/// One point per step bucket (aligned to multiples of `step_ms`): the mean of
-/// the samples in it, stamped with the bucket's start.
-fn average_per_step(points: &[v1::Point], step_ms: i64) -> Vec<v1::Point> {
-    let mut out: Vec<v1::Point> = Vec::new();
-    let mut count = 0u32;
-    for p in points {
-        let bucket = p.timestamp_unix_ms - p.timestamp_unix_ms.rem_euclid(step_ms);
-        match out.last_mut() {
-            Some(last) if last.timestamp_unix_ms == bucket => {
-                count += 1;
-                last.value += (p.value - last.value) / f64::from(count);
-            }
-            _ => {
-                out.push(v1::Point {
-                    timestamp_unix_ms: bucket,
-                    value: p.value,
-                });
-                count = 1;
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn step_averages_align_to_bucket_starts() {
-        let pts = |v: &[(i64, f64)]| {
-            v.iter()
-                .map(|&(t, x)| v1::Point {
-                    timestamp_unix_ms: t,
-                    value: x,
-                })
-                .collect::<Vec<_>>()
-        };
-        let got = average_per_step(&pts(&[(1000, 1.0), (1500, 3.0), (2100, 5.0)]), 1000);
-        assert_eq!(got, pts(&[(1000, 2.0), (2000, 5.0)]));
     }
 }

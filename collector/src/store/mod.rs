@@ -10,6 +10,7 @@
 mod audit;
 mod children;
 mod devices;
+pub mod fleet_queries;
 mod flush;
 pub mod series;
 mod software;
