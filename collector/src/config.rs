@@ -52,6 +52,9 @@ pub struct CollectorConfig {
     pub enroll_rate_global: f64,
     #[serde(default = "default_enroll_burst_global")]
     pub enroll_burst_global: f64,
+    /// Alert rules (TOML), merged over the built-in defaults; none: defaults only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_rules: Option<PathBuf>,
 }
 
 fn default_enroll_rate_per_address() -> f64 {
@@ -113,6 +116,7 @@ impl CollectorConfig {
             enroll_burst_per_address: default_enroll_burst_per_address(),
             enroll_rate_global: default_enroll_rate_global(),
             enroll_burst_global: default_enroll_burst_global(),
+            alert_rules: None,
         }
     }
 
@@ -126,6 +130,11 @@ impl CollectorConfig {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
+        if let Some(p) = &mut config.alert_rules
+            && p.is_relative()
+        {
+            *p = base.join(&*p);
+        }
         for p in [
             &mut config.data,
             &mut config.ca_cert,
