@@ -3,6 +3,7 @@
 //! logic lives here.
 
 pub mod admin;
+pub mod alerts;
 pub mod enroll;
 mod streams;
 pub mod telemetry;
