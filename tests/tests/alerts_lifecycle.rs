@@ -73,9 +73,10 @@ async fn an_acknowledgement_that_expires_while_firing_notifies_again() {
     assert_eq!(renotified["state"], "firing");
     assert!(renotified["ack"].is_null(), "{renotified}");
 
-    // A viewer may not acknowledge.
+    // An unknown id is one clear error, exit 1.
     let refused = collector.vaktctl(&["alerts", "ack", "nope", "--comment", "x"]);
     assert_eq!(refused.code, Some(1), "{refused}");
+    assert!(refused.stderr.contains("no alert nope"), "{refused}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,6 +67,11 @@ for = "2s"
     assert_eq!(firing["labels"]["hostname"], "busy");
     assert_eq!(firing["labels"]["class"], "laptop");
     assert_eq!(notified(&firing), ["firing"]);
+    let (_, metrics) = collector.http_get("/metrics").expect("/metrics");
+    assert!(
+        metrics.contains("vakt_collector_alerts_firing{severity=\"critical\"} 1"),
+        "{metrics}"
+    );
 
     // Between clear and trigger: still firing (hysteresis).
     send(
