@@ -136,6 +136,14 @@ async fn a_flapping_alert_notifies_once_then_stays_quiet() {
     let collector = start_with_rules(RULES);
     let laptop = device(&collector, "flappy", "laptop").await;
     let id = laptop.device_id.as_str();
+    // `vaktctl alerts watch` streams the changes as they happen.
+    let mut watch_cmd = std::process::Command::new(vakt_tests::bin("vaktctl"));
+    watch_cmd
+        .arg("--config")
+        .arg(collector.vaktctl_config())
+        .args(["alerts", "watch", "-o", "json"]);
+    let watch = vakt_tests::ChildGuard::spawn(watch_cmd, "vaktctl-watch", collector.tmp());
+    std::thread::sleep(Duration::from_secs(2));
     // Ten reports alternating above and below the hysteresis band.
     let batches = (1..=10)
         .map(|seq| cpu(seq, if seq % 2 == 1 { 0.99 } else { 0.5 }))
@@ -156,6 +164,24 @@ async fn a_flapping_alert_notifies_once_then_stays_quiet() {
         ["firing", "resolved", "firing", "flapping"],
         "three real changes, then one flapping notice, then quiet: {flapping}"
     );
+    let lines = wait_until(WAIT, "watch output", || {
+        let out = watch.stdout();
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if lines.iter().any(|l| l["flapping"] == true) {
+            Ok(lines)
+        } else {
+            Err(format!("{out}\n{}", watch.stderr()))
+        }
+    });
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["rule"] == "cpu" && l["device_id"] == id)
+    );
+    assert!(lines.iter().any(|l| l["state"] == "resolved"), "{lines:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
