@@ -603,14 +603,17 @@ mod tests {
             }),
             ..Default::default()
         };
-        let table = render_alerts(&[alert.clone()], Format::Table, 61_000);
+        let table = render_alerts(std::slice::from_ref(&alert), Format::Table, 61_000);
         assert!(
             table.contains("acknowledged") && table.contains("web-1"),
             "{table}"
         );
-        let json: serde_json::Value =
-            serde_json::from_str(&render_alerts(&[alert.clone()], Format::Json, 61_000))
-                .expect("json");
+        let json: serde_json::Value = serde_json::from_str(&render_alerts(
+            std::slice::from_ref(&alert),
+            Format::Json,
+            61_000,
+        ))
+        .expect("json");
         assert_eq!(json[0]["state"], "acknowledged");
         assert_eq!(json[0]["ack"]["author"], "ana");
         let csv = render_alerts(&[alert], Format::Csv, 61_000);
