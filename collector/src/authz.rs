@@ -26,6 +26,14 @@ pub enum AdminRpc {
     FleetTop,
     InventoryQuery,
     FleetSummary,
+    // alerts
+    ListAlerts,
+    AckAlert,
+    AddSilence,
+    ListSilences,
+    ExpireSilence,
+    WatchAlerts,
+    ReloadRules,
 }
 
 impl AdminRpc {
@@ -47,6 +55,13 @@ impl AdminRpc {
         AdminRpc::FleetTop,
         AdminRpc::InventoryQuery,
         AdminRpc::FleetSummary,
+        AdminRpc::ListAlerts,
+        AdminRpc::AckAlert,
+        AdminRpc::AddSilence,
+        AdminRpc::ListSilences,
+        AdminRpc::ExpireSilence,
+        AdminRpc::WatchAlerts,
+        AdminRpc::ReloadRules,
     ];
 
     /// The gRPC method name (`vakt.v1.Admin/<name>`).
@@ -69,12 +84,19 @@ impl AdminRpc {
             AdminRpc::FleetTop => "FleetTop",
             AdminRpc::InventoryQuery => "InventoryQuery",
             AdminRpc::FleetSummary => "FleetSummary",
+            AdminRpc::ListAlerts => "ListAlerts",
+            AdminRpc::AckAlert => "AckAlert",
+            AdminRpc::AddSilence => "AddSilence",
+            AdminRpc::ListSilences => "ListSilences",
+            AdminRpc::ExpireSilence => "ExpireSilence",
+            AdminRpc::WatchAlerts => "WatchAlerts",
+            AdminRpc::ReloadRules => "ReloadRules",
         }
     }
 }
 
-/// The table. `viewer` reads, `operator` reads (and will acknowledge and
-/// silence alerts), `provisioner` only brings devices in, `admin` does all.
+/// The table. `viewer` reads, `operator` reads, acknowledges and
+/// silences alerts, `provisioner` only brings devices in, `admin` does all.
 pub fn allowed(role: Role, rpc: AdminRpc) -> bool {
     use AdminRpc::*;
     use Role::*;
@@ -91,6 +113,9 @@ pub fn allowed(role: Role, rpc: AdminRpc) -> bool {
         FleetAggregate | FleetTop | InventoryQuery | FleetSummary => {
             matches!(role, Viewer | Operator | Admin)
         }
+        ListAlerts | ListSilences | WatchAlerts => matches!(role, Viewer | Operator | Admin),
+        AckAlert | AddSilence | ExpireSilence => matches!(role, Operator | Admin),
+        ReloadRules => matches!(role, Admin),
     }
 }
 
@@ -121,6 +146,13 @@ mod tests {
             (FleetTop, true, true, false, true),
             (InventoryQuery, true, true, false, true),
             (FleetSummary, true, true, false, true),
+            (ListAlerts, true, true, false, true),
+            (AckAlert, false, true, false, true),
+            (AddSilence, false, true, false, true),
+            (ListSilences, true, true, false, true),
+            (ExpireSilence, false, true, false, true),
+            (WatchAlerts, true, true, false, true),
+            (ReloadRules, false, false, false, true),
         ];
         assert_eq!(table.len(), AdminRpc::ALL.len(), "every RPC needs a row");
         for (rpc, v, o, p, a) in table {

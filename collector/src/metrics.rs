@@ -17,6 +17,11 @@ pub struct StatusLabel {
     pub status: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeverityLabel {
+    pub severity: &'static str,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub reports: Family<ResultLabel, Counter>,
@@ -26,6 +31,8 @@ pub struct Metrics {
     pub enrollments: Family<ResultLabel, Counter>,
     pub storage_bytes: Gauge,
     pub devices: Family<StatusLabel, Gauge>,
+    /// Set by the alert engine whenever an alert changes.
+    pub alerts_firing: Family<SeverityLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -65,7 +72,14 @@ impl Default for Metrics {
         );
         let devices = Family::<StatusLabel, Gauge>::default();
         registry.register("devices", "Devices by status", devices.clone());
+        let alerts_firing = Family::<SeverityLabel, Gauge>::default();
+        registry.register(
+            "alerts_firing",
+            "Alerts firing now, by severity (acknowledged and silenced included)",
+            alerts_firing.clone(),
+        );
         Self {
+            alerts_firing,
             registry,
             reports,
             samples,

@@ -64,7 +64,9 @@ pub async fn serve(
         http: http_listener.local_addr()?,
     };
 
-    let shared: SharedRef = Arc::new(Shared::new(store, ca, config));
+    let shared: SharedRef = Arc::new(Shared::new(store, ca, config)?);
+    let engine = shared.clone();
+    tokio::spawn(async move { engine.alerts.clone().run(&engine.store).await });
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter

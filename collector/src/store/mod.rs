@@ -10,6 +10,7 @@
 mod audit;
 mod children;
 mod devices;
+mod events;
 pub mod fleet_queries;
 mod flush;
 pub mod series;
@@ -17,6 +18,7 @@ mod software;
 pub use software::{PackageInstall, SoftwareState};
 
 pub use children::{ChildPolicy, GatewayRecord, MAX_REFUSED_PER_GATEWAY, RefusedRecord};
+pub use events::ReportStored;
 use flush::{FlushError, Flusher};
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -162,6 +164,8 @@ pub struct Store {
     /// Registrations are rare; one lock keeps "same serial → same device" exact.
     registration_lock: tokio::sync::Mutex<()>,
     child_policy: ChildPolicy,
+    /// "Report stored" events for the alert engine (published once durable).
+    events: events::Events,
 }
 
 const INGEST_LOCK_STRIPES: usize = 64;
@@ -201,13 +205,35 @@ impl Store {
             ingest_locks: (0..INGEST_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             registration_lock: tokio::sync::Mutex::new(()),
             child_policy: ChildPolicy::default(),
+            events: events::Events::default(),
             db,
         })
     }
 
     /// Waits until every write made before this call is on disk.
     pub async fn durable(&self) -> Result<()> {
-        Ok(self.flusher.durable().await?)
+        let covered = self.events.take();
+        self.flusher.durable().await?;
+        self.events.publish(covered);
+        Ok(())
+    }
+
+    /// Batches as they become durable (see `events`).
+    pub fn subscribe_reports(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<std::sync::Arc<ReportStored>> {
+        self.events.subscribe()
+    }
+
+    /// A tree owned by another module (the alert engine's `alerts`,
+    /// `silences` and `outbox`), in the same database and group commit.
+    pub fn open_tree(&self, name: &str) -> Result<sled::Tree> {
+        Ok(self.db.open_tree(name)?)
+    }
+
+    /// A database-wide unique, increasing id (outbox keys).
+    pub fn generate_id(&self) -> Result<u64> {
+        Ok(self.db.generate_id()?)
     }
 
     /// Flushes and releases the database, so it can be opened again in this
@@ -268,6 +294,10 @@ impl Store {
                 need_full_software: false,
             });
         }
+        let old_inventory = match &batch.inventory {
+            Some(_) if self.events.wanted() => self.inventory(device_id)?,
+            _ => None,
+        };
         let mut writes = sled::Batch::default();
         let batch_ts = batch.collected_at_unix_ms;
         let mut last_series: Option<(String, Vec<v1::Attribute>, Vec<u8>)> = None;
@@ -319,6 +349,10 @@ impl Store {
         let children = self.stage_children(device_id, batch, now_ms, &mut writes)?;
         self.telemetry.apply_batch(writes)?;
         children.audit(self, now_ms)?;
+        if self.events.wanted() {
+            self.events
+                .stored(ReportStored::of(device_id, batch, now_ms, old_inventory));
+        }
         let need_inventory =
             !batch.inventory_hash.is_empty() && batch.inventory_hash != state.inventory_hash;
         Ok(Ingested {
