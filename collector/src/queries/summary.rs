@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::fleet;
 use crate::store::Store;
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use vakt_proto::v1::{self, DeviceClass, DeviceStatus};
 
@@ -16,6 +16,21 @@ pub const FILESYSTEM_UTILIZATION_METRIC: &str = "system.filesystem.utilization";
 pub const DEFAULT_DISK_THRESHOLD: f64 = 0.9;
 pub const DEFAULT_BATTERY_THRESHOLD: f64 = 0.8;
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Firing alerts per device id, as the alert engine holds them now (the
+/// service adapter takes this snapshot so queries never reach into the
+/// engine).
+pub fn firing_by_device(
+    alerts: &[(crate::alerts::lifecycle::Alert, bool)],
+) -> HashMap<String, u32> {
+    let mut counts = HashMap::new();
+    for (alert, _silenced) in alerts {
+        if alert.state == crate::alerts::lifecycle::State::Firing {
+            *counts.entry(alert.device_id.clone()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
 
 /// Where one device stands; each device is in exactly one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +76,7 @@ pub fn summary(
     req: &v1::FleetSummaryRequest,
     now_ms: i64,
     report_interval: Duration,
+    firing_by_device: &HashMap<String, u32>,
 ) -> Result<v1::FleetSummaryResponse, Error> {
     let or = |v: f64, default: f64| if v == 0.0 { default } else { v };
     let disk = or(req.disk_utilization_threshold, DEFAULT_DISK_THRESHOLD);
@@ -97,13 +113,17 @@ pub fn summary(
                 .filter(|_| active)
                 .filter(|i| !i.os_name.is_empty() || !i.os_version.is_empty())
                 .map(|i| (i.os_name.clone(), i.os_version.clone())),
-            // TODO(issue 6 item 3, branch `alerts`): count this device's
-            // firing alerts from the alert engine's store accessor once it is
-            // on main, and set `alerts_available`.
-            alerts_firing: 0,
+            alerts_firing: if active {
+                firing_by_device
+                    .get(&record.device_id)
+                    .copied()
+                    .unwrap_or(0)
+            } else {
+                0
+            },
         });
     }
-    Ok(summarize(&facts, false))
+    Ok(summarize(&facts, true))
 }
 
 /// Counts per (department, class), sorted (no department last), and the total.

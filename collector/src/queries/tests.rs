@@ -286,6 +286,7 @@ async fn fleet_scan_latency() {
             &v1::FleetSummaryRequest::default(),
             now,
             std::time::Duration::from_secs(60),
+            &Default::default(),
         )
         .expect("summary");
     });

@@ -464,8 +464,15 @@ impl Admin for AdminService {
         validate::fleet_summary_request(&req).map_err(Error::from)?;
         let shared = self.shared.clone();
         let now = now_unix_ms();
+        let firing = queries::summary::firing_by_device(&shared.alerts.alerts());
         blocking(move || {
-            queries::summary::summary(&shared.store, &req, now, shared.config.report_interval)
+            queries::summary::summary(
+                &shared.store,
+                &req,
+                now,
+                shared.config.report_interval,
+                &firing,
+            )
         })
         .await
     }
