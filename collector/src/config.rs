@@ -3,6 +3,7 @@
 //! against the directory of the config file, so a data directory can be moved
 //! as a whole.
 
+use crate::alerts::notify::NotifyConfig;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -52,6 +53,9 @@ pub struct CollectorConfig {
     pub enroll_rate_global: f64,
     #[serde(default = "default_enroll_burst_global")]
     pub enroll_burst_global: f64,
+    /// Alert notification receivers (Alertmanager, webhooks).
+    #[serde(default, skip_serializing_if = "NotifyConfig::is_empty")]
+    pub notify: NotifyConfig,
 }
 
 fn default_enroll_rate_per_address() -> f64 {
@@ -113,6 +117,7 @@ impl CollectorConfig {
             enroll_burst_per_address: default_enroll_burst_per_address(),
             enroll_rate_global: default_enroll_rate_global(),
             enroll_burst_global: default_enroll_burst_global(),
+            notify: NotifyConfig::default(),
         }
     }
 
@@ -153,6 +158,11 @@ impl CollectorConfig {
                 anyhow::bail!("{}: {name} must be a positive number", path.display());
             }
         }
+        config.notify.resolve_paths(base);
+        config
+            .notify
+            .validate()
+            .with_context(|| format!("{}: [notify]", path.display()))?;
         if config.report_interval.is_zero() {
             anyhow::bail!("{}: report_interval must be positive", path.display());
         }
@@ -165,7 +175,7 @@ impl CollectorConfig {
 }
 
 /// Durations as humantime strings ("30s", "7d") in TOML.
-mod humantime_serde_compat {
+pub(crate) mod humantime_serde_compat {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 

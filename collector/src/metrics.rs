@@ -26,6 +26,16 @@ pub struct Metrics {
     pub enrollments: Family<ResultLabel, Counter>,
     pub storage_bytes: Gauge,
     pub devices: Family<StatusLabel, Gauge>,
+    /// Devices by status, department and class (recomputed at scrape time).
+    pub fleet_devices: Family<FleetLabels, Gauge>,
+    pub notify: crate::alerts::notify::metrics::NotifyMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FleetLabels {
+    pub status: &'static str,
+    pub department: String,
+    pub class: String,
 }
 
 impl Default for Metrics {
@@ -65,6 +75,14 @@ impl Default for Metrics {
         );
         let devices = Family::<StatusLabel, Gauge>::default();
         registry.register("devices", "Devices by status", devices.clone());
+        let fleet_devices = Family::<FleetLabels, Gauge>::default();
+        registry.register(
+            "fleet_devices",
+            "Devices by status, department and class",
+            fleet_devices.clone(),
+        );
+        let notify = crate::alerts::notify::metrics::NotifyMetrics::default();
+        notify.register(&mut registry);
         Self {
             registry,
             reports,
@@ -74,6 +92,8 @@ impl Default for Metrics {
             enrollments,
             storage_bytes,
             devices,
+            fleet_devices,
+            notify,
         }
     }
 }

@@ -6,3 +6,4 @@
 //! ever reads the outbox.
 
 pub mod notification;
+pub mod notify;

@@ -10,6 +10,7 @@
 mod audit;
 mod devices;
 mod flush;
+pub mod outbox;
 pub mod series;
 
 use flush::{FlushError, Flusher};
