@@ -30,6 +30,7 @@ pub use tonic;
 pub use vakt_proto;
 
 pub mod identity;
+pub mod monitoring;
 
 /// How long a collector gets to answer health `SERVING` after it was started.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
