@@ -85,6 +85,10 @@ pub fn bin_dir() -> &'static Path {
             "-p",
             "vakt-collector",
         ]);
+        // cargo test sets CARGO_MANIFEST_DIR for the test binary; ring's build
+        // script reruns when it changes, so inheriting it would rebuild ring
+        // and everything above it on every alternation with `cargo test`.
+        cmd.env_remove("CARGO_MANIFEST_DIR");
         if let Some(target_dir) = dir.parent() {
             cmd.arg("--target-dir").arg(target_dir);
         }

@@ -200,6 +200,22 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_parses() {
+        let text = include_str!("../../../../deploy/collector/collector.toml.example");
+        let config: crate::config::CollectorConfig = toml::from_str(text).unwrap();
+        config.notify.validate().unwrap();
+        assert_eq!(config.notify.retry_max_backoff, Duration::from_secs(300));
+        // And with the receivers uncommented.
+        let uncommented = text
+            .replace("\n#[[notify", "\n[[notify")
+            .replace("\n#url", "\nurl");
+        let uncommented = uncommented.replace("\n#secret_file", "\nsecret_file");
+        let config: crate::config::CollectorConfig = toml::from_str(&uncommented).unwrap();
+        assert_eq!(config.notify.receiver_names().len(), 2);
+        config.notify.validate().unwrap();
+    }
+
+    #[test]
     fn refuses_bad_urls_and_duplicate_names() {
         let config: NotifyConfig = toml::from_str("[[alertmanager]]\nurl = \"ftp://x\"\n").unwrap();
         assert!(config.validate().is_err());

@@ -74,6 +74,22 @@ pub fn start(
         return Ok(Notifier { tasks });
     }
 
+    // Every receiver's series exist from the start, so rate() and the
+    // dashboard see a 0 rather than nothing.
+    for name in names.iter() {
+        let label = metrics::ReceiverLabel::new(name);
+        let m = &shared.metrics.notify;
+        m.sent.get_or_create(&label);
+        m.failed.get_or_create(&label);
+        m.refused.get_or_create(&label);
+        m.queued.get_or_create(&label);
+        if matches!(
+            receivers.iter().find(|r| &r.name == name).map(|r| &r.sink),
+            Some(receiver::Sink::Alertmanager(_))
+        ) {
+            m.resent.get_or_create(&label);
+        }
+    }
     let wakes: Vec<Arc<Notify>> = receivers.iter().map(|_| Arc::new(Notify::new())).collect();
     tasks.push(tokio::spawn(dispatch::watcher(
         outbox.watch(),
