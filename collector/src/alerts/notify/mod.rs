@@ -79,15 +79,15 @@ pub fn start(
     for name in names.iter() {
         let label = metrics::ReceiverLabel::new(name);
         let m = &shared.metrics.notify;
-        m.sent.get_or_create(&label);
-        m.failed.get_or_create(&label);
-        m.refused.get_or_create(&label);
-        m.queued.get_or_create(&label);
+        let _ = m.sent.get_or_create(&label);
+        let _ = m.failed.get_or_create(&label);
+        let _ = m.refused.get_or_create(&label);
+        let _ = m.queued.get_or_create(&label);
         if matches!(
             receivers.iter().find(|r| &r.name == name).map(|r| &r.sink),
             Some(receiver::Sink::Alertmanager(_))
         ) {
-            m.resent.get_or_create(&label);
+            let _ = m.resent.get_or_create(&label);
         }
     }
     let wakes: Vec<Arc<Notify>> = receivers.iter().map(|_| Arc::new(Notify::new())).collect();
