@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "vakt/v1/enrollment.proto",
         "vakt/v1/telemetry.proto",
         "vakt/v1/admin.proto",
+        "vakt/v1/alerts.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -15,6 +15,14 @@ pub enum AdminRpc {
     RevokeDevice,
     IssueCredential,
     ListAudit,
+    // alerts
+    ListAlerts,
+    AckAlert,
+    AddSilence,
+    ListSilences,
+    ExpireSilence,
+    WatchAlerts,
+    ReloadRules,
 }
 
 impl AdminRpc {
@@ -27,6 +35,13 @@ impl AdminRpc {
         AdminRpc::RevokeDevice,
         AdminRpc::IssueCredential,
         AdminRpc::ListAudit,
+        AdminRpc::ListAlerts,
+        AdminRpc::AckAlert,
+        AdminRpc::AddSilence,
+        AdminRpc::ListSilences,
+        AdminRpc::ExpireSilence,
+        AdminRpc::WatchAlerts,
+        AdminRpc::ReloadRules,
     ];
 
     /// The gRPC method name (`vakt.v1.Admin/<name>`).
@@ -40,12 +55,19 @@ impl AdminRpc {
             AdminRpc::RevokeDevice => "RevokeDevice",
             AdminRpc::IssueCredential => "IssueCredential",
             AdminRpc::ListAudit => "ListAudit",
+            AdminRpc::ListAlerts => "ListAlerts",
+            AdminRpc::AckAlert => "AckAlert",
+            AdminRpc::AddSilence => "AddSilence",
+            AdminRpc::ListSilences => "ListSilences",
+            AdminRpc::ExpireSilence => "ExpireSilence",
+            AdminRpc::WatchAlerts => "WatchAlerts",
+            AdminRpc::ReloadRules => "ReloadRules",
         }
     }
 }
 
-/// The table. `viewer` reads, `operator` reads (and will acknowledge and
-/// silence alerts), `provisioner` only brings devices in, `admin` does all.
+/// The table. `viewer` reads, `operator` reads, acknowledges and
+/// silences alerts, `provisioner` only brings devices in, `admin` does all.
 pub fn allowed(role: Role, rpc: AdminRpc) -> bool {
     use AdminRpc::*;
     use Role::*;
@@ -55,6 +77,9 @@ pub fn allowed(role: Role, rpc: AdminRpc) -> bool {
             matches!(role, Viewer | Operator | Admin)
         }
         RevokeDevice | IssueCredential => matches!(role, Admin),
+        ListAlerts | ListSilences | WatchAlerts => matches!(role, Viewer | Operator | Admin),
+        AckAlert | AddSilence | ExpireSilence => matches!(role, Operator | Admin),
+        ReloadRules => matches!(role, Admin),
     }
 }
 
@@ -76,6 +101,13 @@ mod tests {
             (RevokeDevice, false, false, false, true),
             (IssueCredential, false, false, false, true),
             (ListAudit, true, true, false, true),
+            (ListAlerts, true, true, false, true),
+            (AckAlert, false, true, false, true),
+            (AddSilence, false, true, false, true),
+            (ListSilences, true, true, false, true),
+            (ExpireSilence, false, true, false, true),
+            (WatchAlerts, true, true, false, true),
+            (ReloadRules, false, false, false, true),
         ];
         assert_eq!(table.len(), AdminRpc::ALL.len(), "every RPC needs a row");
         for (rpc, v, o, p, a) in table {

@@ -56,6 +56,9 @@ pub struct CollectorConfig {
     /// Alert notification receivers (Alertmanager, webhooks).
     #[serde(default, skip_serializing_if = "NotifyConfig::is_empty")]
     pub notify: NotifyConfig,
+    /// Alert rules (TOML), merged over the built-in defaults; none: defaults only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_rules: Option<PathBuf>,
 }
 
 fn default_enroll_rate_per_address() -> f64 {
@@ -118,6 +121,7 @@ impl CollectorConfig {
             enroll_rate_global: default_enroll_rate_global(),
             enroll_burst_global: default_enroll_burst_global(),
             notify: NotifyConfig::default(),
+            alert_rules: None,
         }
     }
 
@@ -131,6 +135,11 @@ impl CollectorConfig {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
+        if let Some(p) = &mut config.alert_rules
+            && p.is_relative()
+        {
+            *p = base.join(&*p);
+        }
         for p in [
             &mut config.data,
             &mut config.ca_cert,

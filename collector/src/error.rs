@@ -15,6 +15,8 @@ pub enum Error {
     PermissionDenied(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -30,6 +32,7 @@ impl From<Error> for tonic::Status {
             Error::Unauthenticated(m) => Status::unauthenticated(m),
             Error::PermissionDenied(m) => Status::permission_denied(m),
             Error::ResourceExhausted(m) => Status::resource_exhausted(m),
+            Error::FailedPrecondition(m) => Status::failed_precondition(m),
             Error::Store(StoreError::TooManyPoints(n)) => {
                 Status::resource_exhausted(StoreError::TooManyPoints(n).to_string())
             }

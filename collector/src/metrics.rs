@@ -17,6 +17,11 @@ pub struct StatusLabel {
     pub status: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeverityLabel {
+    pub severity: &'static str,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub reports: Family<ResultLabel, Counter>,
@@ -29,6 +34,8 @@ pub struct Metrics {
     /// Devices by status, department and class (recomputed at scrape time).
     pub fleet_devices: Family<FleetLabels, Gauge>,
     pub notify: crate::alerts::notify::metrics::NotifyMetrics,
+    /// Set by the alert engine whenever an alert changes.
+    pub alerts_firing: Family<SeverityLabel, Gauge>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -83,7 +90,14 @@ impl Default for Metrics {
         );
         let notify = crate::alerts::notify::metrics::NotifyMetrics::default();
         notify.register(&mut registry);
+        let alerts_firing = Family::<SeverityLabel, Gauge>::default();
+        registry.register(
+            "alerts_firing",
+            "Alerts firing now, by severity (acknowledged and silenced included)",
+            alerts_firing.clone(),
+        );
         Self {
+            alerts_firing,
             registry,
             reports,
             samples,

@@ -61,7 +61,9 @@ pub async fn serve(
         http: http_listener.local_addr()?,
     };
 
-    let shared: SharedRef = Arc::new(Shared::new(store, ca, config));
+    let shared: SharedRef = Arc::new(Shared::new(store, ca, config)?);
+    let engine = shared.clone();
+    tokio::spawn(async move { engine.alerts.clone().run(&engine.store).await });
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -94,8 +96,12 @@ pub async fn serve(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let notifier = crate::alerts::notify::start(shared.clone(), None, stop_rx.clone())
-        .context("start notification delivery")?;
+    let notifier = crate::alerts::notify::start(
+        shared.clone(),
+        Some(crate::alerts::firing_alerts(&shared.alerts)),
+        stop_rx.clone(),
+    )
+    .context("start notification delivery")?;
     let http = tokio::spawn(crate::http::serve(
         http_listener,
         shared.clone(),

@@ -434,6 +434,10 @@ pub fn agent_settings(s: &v1::AgentSettings) -> Result {
     Ok(())
 }
 
+// The alert RPCs (issue 5).
+mod alerts;
+pub use alerts::*;
+
 #[cfg(test)]
 mod tests {
     use super::*;

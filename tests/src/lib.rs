@@ -29,6 +29,7 @@ pub use serde_json;
 pub use tonic;
 pub use vakt_proto;
 
+pub mod alerts;
 pub mod identity;
 pub mod monitoring;
 

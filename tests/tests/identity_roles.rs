@@ -90,6 +90,50 @@ async fn call(channel: Channel, rpc: AdminRpc, device: &str) -> Result<(), tonic
             .list_audit(v1::ListAuditRequest::default())
             .await
             .map(drop),
+        AdminRpc::ListAlerts => admin
+            .list_alerts(v1::ListAlertsRequest::default())
+            .await
+            .map(drop),
+        // An alert that does not exist: allowed roles get NOT_FOUND.
+        AdminRpc::AckAlert => admin
+            .ack_alert(v1::AckAlertRequest {
+                id: "0000000000000000".into(),
+                comment: "authorization probe".into(),
+                duration_seconds: 0,
+            })
+            .await
+            .map(drop),
+        AdminRpc::AddSilence => admin
+            .add_silence(v1::AddSilenceRequest {
+                matchers: vec![v1::SilenceMatcher {
+                    name: "device".into(),
+                    op: "=".into(),
+                    value: "d-0000000000000000".into(),
+                }],
+                duration_seconds: 60,
+                comment: "authorization probe".into(),
+                starts_at_unix_ms: 0,
+            })
+            .await
+            .map(drop),
+        AdminRpc::ListSilences => admin
+            .list_silences(v1::ListSilencesRequest::default())
+            .await
+            .map(drop),
+        AdminRpc::ExpireSilence => admin
+            .expire_silence(v1::ExpireSilenceRequest {
+                id: "s-000000000000".into(),
+            })
+            .await
+            .map(drop),
+        AdminRpc::WatchAlerts => admin
+            .watch_alerts(v1::WatchAlertsRequest {})
+            .await
+            .map(drop),
+        AdminRpc::ReloadRules => admin
+            .reload_rules(v1::ReloadRulesRequest {})
+            .await
+            .map(drop),
     }
 }
 

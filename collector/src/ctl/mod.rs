@@ -4,6 +4,7 @@
 //! (clap). Every command renders to a string first, so output is all or
 //! nothing and the renderers stay testable without a collector.
 
+pub mod alerts;
 pub mod audit;
 pub mod batch;
 pub mod connect;
@@ -70,6 +71,18 @@ pub enum Command {
     },
     /// Who did what, when: registrations, enrollments, revocations, credentials
     Audit(audit::AuditArgs),
+    /// List alerts (filters), acknowledge one, or watch changes live
+    Alerts(alerts::AlertsArgs),
+    /// Silence alerts by label matchers for a maintenance window
+    Silence {
+        #[command(subcommand)]
+        command: alerts::SilenceCommand,
+    },
+    /// Check a rules file, or reload the collector's rules
+    Rules {
+        #[command(subcommand)]
+        command: alerts::RulesCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +135,13 @@ pub fn main() -> i32 {
 
 /// Resolves the connection, runs the command and prints its output.
 pub async fn run(cli: &Cli, env: &Env) -> Result<()> {
+    // Checking a rules file needs no collector.
+    if let Command::Rules {
+        command: alerts::RulesCommand::Check { file },
+    } = &cli.command
+    {
+        return emit(&alerts::check_rules(file)?);
+    }
     let settings = connect::resolve(&cli.conn, env)?;
     let mut admin = connect::connect(&settings).await?;
     let format = cli.output;
@@ -145,6 +165,14 @@ pub async fn run(cli: &Cli, env: &Env) -> Result<()> {
             command: CredentialsCommand::Issue(args),
         } => credentials::issue(&mut admin, args, &settings.collector, format).await?,
         Command::Audit(args) => audit::run(&mut admin, args, format).await?,
+        Command::Alerts(args) => alerts::alerts(&mut admin, args, format).await?,
+        Command::Silence { command } => alerts::silence(&mut admin, command, format).await?,
+        Command::Rules {
+            command: alerts::RulesCommand::Reload,
+        } => alerts::reload_rules(&mut admin, format).await?,
+        Command::Rules {
+            command: alerts::RulesCommand::Check { .. },
+        } => String::new(),
     };
     emit(&text)
 }

@@ -357,9 +357,61 @@ impl Admin for AdminService {
                 .collect(),
         }))
     }
+
+    // alerts (issue 5): adapters in `service::alerts`.
+    type WatchAlertsStream = super::alerts::WatchStream;
+
+    async fn list_alerts(
+        &self,
+        request: Request<v1::ListAlertsRequest>,
+    ) -> Result<Response<v1::ListAlertsResponse>, Status> {
+        super::alerts::list_alerts(&self.shared, request)
+    }
+
+    async fn ack_alert(
+        &self,
+        request: Request<v1::AckAlertRequest>,
+    ) -> Result<Response<v1::AckAlertResponse>, Status> {
+        super::alerts::ack_alert(&self.shared, request).await
+    }
+
+    async fn add_silence(
+        &self,
+        request: Request<v1::AddSilenceRequest>,
+    ) -> Result<Response<v1::AddSilenceResponse>, Status> {
+        super::alerts::add_silence(&self.shared, request).await
+    }
+
+    async fn list_silences(
+        &self,
+        request: Request<v1::ListSilencesRequest>,
+    ) -> Result<Response<v1::ListSilencesResponse>, Status> {
+        super::alerts::list_silences(&self.shared, request)
+    }
+
+    async fn expire_silence(
+        &self,
+        request: Request<v1::ExpireSilenceRequest>,
+    ) -> Result<Response<v1::ExpireSilenceResponse>, Status> {
+        super::alerts::expire_silence(&self.shared, request).await
+    }
+
+    async fn watch_alerts(
+        &self,
+        request: Request<v1::WatchAlertsRequest>,
+    ) -> Result<Response<Self::WatchAlertsStream>, Status> {
+        super::alerts::watch_alerts(&self.shared, request)
+    }
+
+    async fn reload_rules(
+        &self,
+        request: Request<v1::ReloadRulesRequest>,
+    ) -> Result<Response<v1::ReloadRulesResponse>, Status> {
+        super::alerts::reload_rules(&self.shared, request).await
+    }
 }
 
-fn actor(name: &str, role: Role) -> String {
+pub(super) fn actor(name: &str, role: Role) -> String {
     format!("admin:{name} ({role})")
 }
 

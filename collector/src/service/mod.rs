@@ -3,6 +3,7 @@
 //! logic lives here.
 
 pub mod admin;
+pub mod alerts;
 pub mod enroll;
 mod streams;
 pub mod telemetry;
@@ -30,6 +31,7 @@ pub struct Shared {
     /// streams of the old identity end at once.
     pub revocations: tokio::sync::broadcast::Sender<String>,
     pub streams: streams::StreamRegistry,
+    pub alerts: Arc<crate::alerts::Engine>,
 }
 
 pub type SharedRef = Arc<Shared>;
@@ -38,7 +40,12 @@ pub type SharedRef = Arc<Shared>;
 const FLAG_QUIET_MS: i64 = 3600 * 1000;
 
 impl Shared {
-    pub fn new(store: Store, ca: CertificateAuthority, config: CollectorConfig) -> Self {
+    /// Fails when the alert rules file is unreadable or invalid.
+    pub fn new(
+        store: Store,
+        ca: CertificateAuthority,
+        config: CollectorConfig,
+    ) -> anyhow::Result<Self> {
         let enroll_limiter = EnrollLimiter::new(
             crate::ratelimit::Rate {
                 per_second: config.enroll_rate_per_address,
@@ -49,15 +56,23 @@ impl Shared {
                 burst: config.enroll_burst_global,
             },
         );
-        Self {
+        let metrics = Metrics::default();
+        let alerts = Arc::new(crate::alerts::Engine::open(
+            &store,
+            config.alert_rules.clone(),
+            config.report_interval,
+            metrics.alerts_firing.clone(),
+        )?);
+        Ok(Self {
             store,
             ca,
             config,
-            metrics: Metrics::default(),
+            metrics,
             enroll_limiter,
             revocations: tokio::sync::broadcast::channel(256).0,
             streams: streams::StreamRegistry::default(),
-        }
+            alerts,
+        })
     }
 
     /// Appends to the audit log; durable with the caller's next `durable()`.

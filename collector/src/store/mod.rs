@@ -9,10 +9,12 @@
 
 mod audit;
 mod devices;
+mod events;
 mod flush;
 pub mod outbox;
 pub mod series;
 
+pub use events::ReportStored;
 use flush::{FlushError, Flusher};
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -152,6 +154,8 @@ pub struct Store {
     ingest_locks: Vec<Mutex<()>>,
     /// Registrations are rare; one lock keeps "same serial → same device" exact.
     registration_lock: tokio::sync::Mutex<()>,
+    /// "Report stored" events for the alert engine (published once durable).
+    events: events::Events,
 }
 
 const INGEST_LOCK_STRIPES: usize = 64;
@@ -188,13 +192,35 @@ impl Store {
             flusher: Flusher::start(db.clone()),
             ingest_locks: (0..INGEST_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             registration_lock: tokio::sync::Mutex::new(()),
+            events: events::Events::default(),
             db,
         })
     }
 
     /// Waits until every write made before this call is on disk.
     pub async fn durable(&self) -> Result<()> {
-        Ok(self.flusher.durable().await?)
+        let covered = self.events.take();
+        self.flusher.durable().await?;
+        self.events.publish(covered);
+        Ok(())
+    }
+
+    /// Batches as they become durable (see `events`).
+    pub fn subscribe_reports(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<std::sync::Arc<ReportStored>> {
+        self.events.subscribe()
+    }
+
+    /// A tree owned by another module (the alert engine's `alerts`,
+    /// `silences` and `outbox`), in the same database and group commit.
+    pub fn open_tree(&self, name: &str) -> Result<sled::Tree> {
+        Ok(self.db.open_tree(name)?)
+    }
+
+    /// A database-wide unique, increasing id (outbox keys).
+    pub fn generate_id(&self) -> Result<u64> {
+        Ok(self.db.generate_id()?)
     }
 
     /// Flushes and releases the database, so it can be opened again in this
@@ -254,6 +280,10 @@ impl Store {
                 clone_suspected: batch.collected_at_unix_ms > state.last_collected_ms,
             });
         }
+        let old_inventory = match &batch.inventory {
+            Some(_) if self.events.wanted() => self.inventory(device_id)?,
+            _ => None,
+        };
         let mut writes = sled::Batch::default();
         let batch_ts = batch.collected_at_unix_ms;
         let mut last_series: Option<(String, Vec<v1::Attribute>, Vec<u8>)> = None;
@@ -295,6 +325,10 @@ impl Store {
             .saturating_add(batch.dropped_reports);
         writes.insert(series::state_key(device_id), encode_json(&state));
         self.telemetry.apply_batch(writes)?;
+        if self.events.wanted() {
+            self.events
+                .stored(ReportStored::of(device_id, batch, now_ms, old_inventory));
+        }
         let need_inventory =
             !batch.inventory_hash.is_empty() && batch.inventory_hash != state.inventory_hash;
         Ok(Ingested {
