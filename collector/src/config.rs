@@ -3,6 +3,7 @@
 //! against the directory of the config file, so a data directory can be moved
 //! as a whole.
 
+use crate::alerts::notify::NotifyConfig;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -56,6 +57,9 @@ pub struct CollectorConfig {
     /// `--via`) in the reporting gateway's department. Off: only `--via`.
     #[serde(default)]
     pub gateway_children_by_department: bool,
+    /// Alert notification receivers (Alertmanager, webhooks).
+    #[serde(default, skip_serializing_if = "NotifyConfig::is_empty")]
+    pub notify: NotifyConfig,
     /// Alert rules (TOML), merged over the built-in defaults; none: defaults only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_rules: Option<PathBuf>,
@@ -121,6 +125,7 @@ impl CollectorConfig {
             enroll_rate_global: default_enroll_rate_global(),
             enroll_burst_global: default_enroll_burst_global(),
             gateway_children_by_department: false,
+            notify: NotifyConfig::default(),
             alert_rules: None,
         }
     }
@@ -167,6 +172,11 @@ impl CollectorConfig {
                 anyhow::bail!("{}: {name} must be a positive number", path.display());
             }
         }
+        config.notify.resolve_paths(base);
+        config
+            .notify
+            .validate()
+            .with_context(|| format!("{}: [notify]", path.display()))?;
         if config.report_interval.is_zero() {
             anyhow::bail!("{}: report_interval must be positive", path.display());
         }
@@ -179,7 +189,7 @@ impl CollectorConfig {
 }
 
 /// Durations as humantime strings ("30s", "7d") in TOML.
-mod humantime_serde_compat {
+pub(crate) mod humantime_serde_compat {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 

@@ -40,6 +40,11 @@ async fn metrics(State(shared): State<SharedRef>) -> impl IntoResponse {
     // Device counts are derived at scrape time: cheap at this fleet size, and
     // never stale.
     let now = vakt_proto::now_unix_ms();
+    // Two scrapes at once would interleave clearing and refilling the fleet
+    // family below; one at a time is plenty.
+    static SCRAPE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = SCRAPE.lock().unwrap_or_else(|p| p.into_inner());
+    let mut fleet = std::collections::HashMap::<crate::metrics::FleetLabels, i64>::new();
     let mut counts = std::collections::BTreeMap::<&'static str, i64>::new();
     for status in [
         DeviceStatus::NeverSeen,
@@ -59,8 +64,22 @@ async fn metrics(State(shared): State<SharedRef>) -> impl IntoResponse {
                 .unwrap_or_default();
             let status = crate::fleet::status(&record, &state, now, shared.config.report_interval);
             *counts.entry(status.short_name()).or_default() += 1;
+            *fleet
+                .entry(crate::metrics::FleetLabels {
+                    status: status.short_name(),
+                    department: record.department,
+                    class: record.class,
+                })
+                .or_default() += 1;
         }
     }
+    // Cleared first, so a department or class that has no devices any more
+    // disappears instead of keeping its last count.
+    m.fleet_devices.clear();
+    for (labels, n) in fleet {
+        m.fleet_devices.get_or_create(&labels).set(n);
+    }
+    crate::alerts::notify::update_queue_metrics(&shared);
     for (status, n) in counts {
         m.devices
             .get_or_create(&crate::metrics::StatusLabel { status })

@@ -31,8 +31,18 @@ pub struct Metrics {
     pub enrollments: Family<ResultLabel, Counter>,
     pub storage_bytes: Gauge,
     pub devices: Family<StatusLabel, Gauge>,
+    /// Devices by status, department and class (recomputed at scrape time).
+    pub fleet_devices: Family<FleetLabels, Gauge>,
+    pub notify: crate::alerts::notify::metrics::NotifyMetrics,
     /// Set by the alert engine whenever an alert changes.
     pub alerts_firing: Family<SeverityLabel, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FleetLabels {
+    pub status: &'static str,
+    pub department: String,
+    pub class: String,
 }
 
 impl Default for Metrics {
@@ -72,6 +82,14 @@ impl Default for Metrics {
         );
         let devices = Family::<StatusLabel, Gauge>::default();
         registry.register("devices", "Devices by status", devices.clone());
+        let fleet_devices = Family::<FleetLabels, Gauge>::default();
+        registry.register(
+            "fleet_devices",
+            "Devices by status, department and class",
+            fleet_devices.clone(),
+        );
+        let notify = crate::alerts::notify::metrics::NotifyMetrics::default();
+        notify.register(&mut registry);
         let alerts_firing = Family::<SeverityLabel, Gauge>::default();
         registry.register(
             "alerts_firing",
@@ -88,6 +106,8 @@ impl Default for Metrics {
             enrollments,
             storage_bytes,
             devices,
+            fleet_devices,
+            notify,
         }
     }
 }

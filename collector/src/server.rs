@@ -99,6 +99,12 @@ pub async fn serve(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
+    let notifier = crate::alerts::notify::start(
+        shared.clone(),
+        Some(crate::alerts::firing_alerts(&shared.alerts)),
+        stop_rx.clone(),
+    )
+    .context("start notification delivery")?;
     let http = tokio::spawn(crate::http::serve(
         http_listener,
         shared.clone(),
@@ -139,6 +145,7 @@ pub async fn serve(
     if let Ok(Err(e)) = http.await {
         tracing::warn!(error = %e, "HTTP endpoint stopped with an error");
     }
+    notifier.join().await;
     // Whatever was acknowledged is already durable; this only shortens recovery.
     shared.store.durable().await.context("final flush")?;
     served

@@ -32,6 +32,7 @@ pub use vakt_proto;
 pub mod alerts;
 pub mod fleet_queries;
 pub mod identity;
+pub mod monitoring;
 
 /// How long a collector gets to answer health `SERVING` after it was started.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -86,6 +87,10 @@ pub fn bin_dir() -> &'static Path {
             "-p",
             "vakt-collector",
         ]);
+        // cargo test sets CARGO_MANIFEST_DIR for the test binary; ring's build
+        // script reruns when it changes, so inheriting it would rebuild ring
+        // and everything above it on every alternation with `cargo test`.
+        cmd.env_remove("CARGO_MANIFEST_DIR");
         if let Some(target_dir) = dir.parent() {
             cmd.arg("--target-dir").arg(target_dir);
         }

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod eval;
 pub mod lifecycle;
 pub mod notification;
+pub mod notify;
 pub mod observe;
 pub mod rules;
 pub mod silence;

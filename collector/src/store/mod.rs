@@ -13,6 +13,7 @@ mod devices;
 mod events;
 pub mod fleet_queries;
 mod flush;
+pub mod outbox;
 pub mod series;
 mod software;
 pub use software::{PackageInstall, SoftwareState};
