@@ -13,7 +13,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 use vakt_tests::{TestDir, bin_dir, require_program, run_command, workspace_root};
 
@@ -31,10 +30,10 @@ fn tools_present() -> bool {
         .all(|tool| require_program(tool, "the packaging check needs it"))
 }
 
-/// Builds the packages once for every test in this file.
-fn built() -> &'static Built {
-    static BUILT: OnceLock<Built> = OnceLock::new();
-    BUILT.get_or_init(|| {
+/// Builds both packages into a temporary directory (removed when dropped:
+/// unoptimized packages are ~400 MB, so one test owns them).
+fn build_packages() -> Built {
+    {
         let bins = bin_dir();
         let target_dir = bins.parent().expect("target/<profile> has a parent");
         let profile = match bins.file_name().and_then(|n| n.to_str()) {
@@ -76,7 +75,7 @@ fn built() -> &'static Built {
             collector,
             root,
         }
-    })
+    }
 }
 
 fn dpkg_deb(args: &[&str], package: &Path) -> String {
@@ -172,12 +171,7 @@ fn check_package(package: &Path, name: &str, binaries: &[&str], conffile: &str, 
     }
 }
 
-#[test]
-fn agent_package_holds_binary_unit_conffile_and_user_creation() {
-    if !tools_present() {
-        return;
-    }
-    let built = built();
+fn agent_package_holds_binary_unit_conffile_and_user_creation(built: &Built) {
     check_package(
         &built.agent,
         "vakt-agent",
@@ -191,15 +185,10 @@ fn agent_package_holds_binary_unit_conffile_and_user_creation() {
     let out = run_command(version, Duration::from_secs(10));
     assert!(out.assert_success().stdout.starts_with("vakt-agent "));
     // The shipped config parses as the agent reads it.
-    vakt_agent_config_parses(&built.root.join("etc/vakt/agent.toml"));
+    vakt_agent_config_parses(built, &built.root.join("etc/vakt/agent.toml"));
 }
 
-#[test]
-fn collector_package_holds_both_binaries_unit_conffile_and_user_creation() {
-    if !tools_present() {
-        return;
-    }
-    let built = built();
+fn collector_package_holds_both_binaries_unit_conffile_and_user_creation(built: &Built) {
     check_package(
         &built.collector,
         "vakt-collector",
@@ -227,9 +216,9 @@ fn collector_package_holds_both_binaries_unit_conffile_and_user_creation() {
     }
 }
 
-fn vakt_agent_config_parses(path: &Path) {
+fn vakt_agent_config_parses(built: &Built, path: &Path) {
     // Through the binary, as the service would: `collect --once --config`.
-    let mut cmd = Command::new(built().root.join("usr/bin/vakt-agent"));
+    let mut cmd = Command::new(built.root.join("usr/bin/vakt-agent"));
     cmd.args(["collect", "--once", "-o", "json", "--config"])
         .arg(path);
     run_command(cmd, Duration::from_secs(60)).assert_success();
@@ -254,8 +243,7 @@ fn unit_keys(text: &str) -> BTreeMap<String, String> {
     keys
 }
 
-fn verify_unit(name: &str, required: &[(&str, &str)]) {
-    let built = built();
+fn verify_unit(built: &Built, name: &str, required: &[(&str, &str)]) {
     let unit = built
         .root
         .join(format!("lib/systemd/system/{name}.service"));
@@ -288,12 +276,9 @@ fn verify_unit(name: &str, required: &[(&str, &str)]) {
     );
 }
 
-#[test]
-fn agent_unit_verifies_and_is_a_hardened_notify_service() {
-    if !tools_present() {
-        return;
-    }
+fn agent_unit_verifies_and_is_a_hardened_notify_service(built: &Built) {
     verify_unit(
+        built,
         "vakt-agent",
         &[
             ("Type", "notify"),
@@ -313,12 +298,9 @@ fn agent_unit_verifies_and_is_a_hardened_notify_service() {
     );
 }
 
-#[test]
-fn collector_unit_verifies_and_is_hardened() {
-    if !tools_present() {
-        return;
-    }
+fn collector_unit_verifies_and_is_hardened(built: &Built) {
     verify_unit(
+        built,
         "vakt-collector",
         &[
             ("Restart", "on-failure"),
@@ -336,4 +318,18 @@ fn collector_unit_verifies_and_is_hardened() {
             ("WantedBy", "multi-user.target"),
         ],
     );
+}
+
+/// One test owns the packages (built once, deleted at the end); the checks
+/// below run in turn against them.
+#[test]
+fn debian_packages_and_their_units() {
+    if !tools_present() {
+        return;
+    }
+    let built = build_packages();
+    agent_package_holds_binary_unit_conffile_and_user_creation(&built);
+    collector_package_holds_both_binaries_unit_conffile_and_user_creation(&built);
+    agent_unit_verifies_and_is_a_hardened_notify_service(&built);
+    collector_unit_verifies_and_is_hardened(&built);
 }
