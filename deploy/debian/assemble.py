@@ -238,6 +238,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--metadata", required=True, help="cargo metadata JSON file")
     parser.add_argument("--profile", default="release")
+    parser.add_argument(
+        "--package-profile",
+        action="append",
+        default=[],
+        metavar="PACKAGE=PROFILE",
+        help="the profile one package was built with, if not --profile",
+    )
     parser.add_argument("--target-dir", required=True)
     parser.add_argument("--out", required=True)
     # Tests package unoptimized 100+ MB binaries: xz would take minutes there.
@@ -250,6 +257,7 @@ def main():
         ["dpkg", "--print-architecture"], check=True, capture_output=True, text=True
     ).stdout.strip()
     by_name = {p["name"]: p for p in metadata["packages"]}
+    profiles = dict(item.split("=", 1) for item in args.package_profile)
     for wanted in args.packages:
         package = by_name.get(wanted)
         if package is None:
@@ -257,7 +265,8 @@ def main():
         meta = (package.get("metadata") or {}).get("deb")
         if meta is None:
             fail(f"{wanted} has no [package.metadata.deb] table")
-        build(package, meta, args.target_dir, args.profile, args.out, arch, args.compression)
+        profile = profiles.get(wanted, args.profile)
+        build(package, meta, args.target_dir, profile, args.out, arch, args.compression)
 
 
 if __name__ == "__main__":

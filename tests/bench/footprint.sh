@@ -7,10 +7,11 @@
 #
 #   tests/bench/footprint.sh                 # ROUNDS=3 WARMUP=15 DURATION=60 INTERVAL=5
 #   ONLY=vakt-agent ROUNDS=1 tests/bench/footprint.sh
+#   AGENT_PROFILE=release tests/bench/footprint.sh   # the agent as a plain release build
 #
 # Needs (bench only, not CI): apt-get install prometheus-node-exporter collectd-core
 # zabbix-agent monit curl python3. Runs everything on loopback, as root or not.
-# vakt-agent runs release-built, enrolled with a real local collector over
+# vakt-agent runs optimized (profile release-agent), enrolled with a real local collector over
 # mTLS, spool on; node_exporter is scraped by a curl loop (curl's own CPU is not
 # counted, node_exporter's work for the scrape is); zabbix_agentd answers 12
 # passive checks per cycle from a small poller (not counted); collectd has
@@ -32,12 +33,15 @@ for tool in prometheus-node-exporter collectd zabbix_agentd monit curl python3; 
     fi
 done
 PATH=$PATH:/usr/sbin
+# The agent is measured as it ships: the release-agent profile (Cargo.toml).
+AGENT_PROFILE=${AGENT_PROFILE:-release-agent}
 if [[ -z ${SKIP_BUILD:-} ]]; then
-    cargo build --release -p vakt-agent -p vakt-collector --bins >&2
+    cargo build --profile "$AGENT_PROFILE" -p vakt-agent --bins >&2
+    cargo build --release -p vakt-collector --bins >&2
 fi
-bin="$root/target/release"
+bin="$root/target/$AGENT_PROFILE"
 # The collector is not measured; any build of it will do (COLLECTOR_BIN_DIR=target/debug).
-cbin=${COLLECTOR_BIN_DIR:-$bin}
+cbin=${COLLECTOR_BIN_DIR:-$root/target/release}
 work=$(mktemp -d "${TMPDIR:-/tmp}/vakt-footprint.XXXXXX")
 chmod 755 "$work"
 pids=()
