@@ -10,6 +10,7 @@
 mod audit;
 mod devices;
 mod flush;
+mod gorilla;
 pub mod series;
 
 use flush::{FlushError, Flusher};
