@@ -52,6 +52,42 @@ pub struct CollectorConfig {
     pub enroll_rate_global: f64,
     #[serde(default = "default_enroll_burst_global")]
     pub enroll_burst_global: f64,
+    /// Retention and compaction of telemetry (`[storage]`).
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// `[storage]`: how long raw samples and 5-minute rollups are kept, and how
+/// often the background pass folds log records into chunks and applies it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    #[serde(default = "default_raw_retention", with = "humantime_serde_compat")]
+    pub raw_retention: Duration,
+    #[serde(default = "default_rollup_retention", with = "humantime_serde_compat")]
+    pub rollup_retention: Duration,
+    #[serde(default = "default_compact_interval", with = "humantime_serde_compat")]
+    pub compact_interval: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            raw_retention: default_raw_retention(),
+            rollup_retention: default_rollup_retention(),
+            compact_interval: default_compact_interval(),
+        }
+    }
+}
+
+fn default_raw_retention() -> Duration {
+    Duration::from_secs(14 * 86_400)
+}
+fn default_rollup_retention() -> Duration {
+    Duration::from_secs(400 * 86_400)
+}
+fn default_compact_interval() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_enroll_rate_per_address() -> f64 {
@@ -113,6 +149,17 @@ impl CollectorConfig {
             enroll_burst_per_address: default_enroll_burst_per_address(),
             enroll_rate_global: default_enroll_rate_global(),
             enroll_burst_global: default_enroll_burst_global(),
+            storage: StorageConfig::default(),
+        }
+    }
+
+    /// The store's settings from `sled_cache_bytes` and `[storage]`.
+    pub fn storage_options(&self) -> crate::store::StorageOptions {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        crate::store::StorageOptions {
+            cache_bytes: self.sled_cache_bytes,
+            raw_retention_ms: ms(self.storage.raw_retention),
+            rollup_retention_ms: ms(self.storage.rollup_retention),
         }
     }
 
@@ -152,6 +199,21 @@ impl CollectorConfig {
             if !(value.is_finite() && value > 0.0) {
                 anyhow::bail!("{}: {name} must be a positive number", path.display());
             }
+        }
+        let storage = &config.storage;
+        if storage.raw_retention < Duration::from_secs(3600)
+            || storage.rollup_retention < storage.raw_retention
+        {
+            anyhow::bail!(
+                "{}: [storage] raw_retention must be at least 1h and rollup_retention at least raw_retention",
+                path.display()
+            );
+        }
+        if storage.compact_interval < Duration::from_secs(1) {
+            anyhow::bail!(
+                "{}: [storage] compact_interval must be at least 1s",
+                path.display()
+            );
         }
         if config.report_interval.is_zero() {
             anyhow::bail!("{}: report_interval must be positive", path.display());

@@ -40,7 +40,7 @@ pub async fn serve(
         .with_context(|| format!("read server certificate {}", config.server_cert.display()))?;
     let server_key = std::fs::read(&config.server_key)
         .with_context(|| format!("read server key {}", config.server_key.display()))?;
-    let store = Store::open(&config.data, config.sled_cache_bytes)
+    let store = Store::open_with(&config.data, config.storage_options())
         .with_context(|| format!("open the database in {}", config.data.display()))?;
     let tls = ServerTlsConfig::new()
         .identity(Identity::from_pem(server_cert, server_key))
@@ -94,6 +94,12 @@ pub async fn serve(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
+    tokio::spawn(crate::store::retention::run_maintenance(
+        shared.clone(),
+        |s: &crate::service::Shared| &s.store,
+        shared.config.storage.compact_interval,
+        stopped(stop_rx.clone()),
+    ));
     let http = tokio::spawn(crate::http::serve(
         http_listener,
         shared.clone(),

@@ -179,12 +179,13 @@ impl Admin for AdminService {
         };
         let mut series = shared
             .store
-            .query_series(
+            .query_series_step(
                 &device.device_id,
                 &req.metric,
                 &req.attributes,
                 req.since_unix_ms,
                 until,
+                req.step_ms,
                 validate::MAX_QUERY_POINTS,
             )
             .map_err(Error::from)?;
