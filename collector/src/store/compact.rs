@@ -226,3 +226,7 @@ impl Store {
         encode_rollups(&all).map_err(|e| corrupt(rkey, e))
     }
 }
+
+#[cfg(test)]
+#[path = "compact_tests.rs"]
+mod tests;

@@ -54,7 +54,7 @@ impl Store {
         let mut deleted = 0;
         // Raise the horizon first: queries then read rollups for the range
         // being deleted, and folds stop writing into it.
-        let horizon = last_start.saturating_add(series::WINDOW_MS);
+        let horizon = series::window_of(last_start).saturating_add(series::WINDOW_MS);
         if horizon > self.horizon(kind) {
             self.telemetry.insert(
                 series::horizon_key(kind),
