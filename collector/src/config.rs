@@ -263,6 +263,27 @@ mod tests {
     }
 
     #[test]
+    fn the_storage_section_has_defaults_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("collector.toml");
+        let base = "grpc_listen = \"127.0.0.1:1\"\nhttp_listen = \"127.0.0.1:2\"\n";
+        std::fs::write(&path, base).unwrap();
+        let loaded = CollectorConfig::load(&path).unwrap();
+        assert_eq!(loaded.storage, StorageConfig::default());
+        assert_eq!(loaded.storage_options().raw_retention_ms, 14 * 86_400_000);
+        std::fs::write(&path, format!("{base}[storage]\nraw_retention = \"30days\"\n")).unwrap();
+        let loaded = CollectorConfig::load(&path).unwrap();
+        assert_eq!(loaded.storage.raw_retention, Duration::from_secs(30 * 86_400));
+        assert_eq!(loaded.storage.rollup_retention, Duration::from_secs(400 * 86_400));
+        std::fs::write(&path, format!("{base}[storage]\nraw_retention = \"500days\"\n")).unwrap();
+        let err = format!("{:#}", CollectorConfig::load(&path).unwrap_err());
+        assert!(err.contains("rollup_retention"), "{err}");
+        let example = include_str!("../../deploy/collector/collector.toml.example");
+        let example: CollectorConfig = toml::from_str(example).unwrap();
+        assert_eq!(example.storage, StorageConfig::default());
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("collector.toml");

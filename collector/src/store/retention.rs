@@ -21,7 +21,48 @@ pub struct RetentionStats {
     pub rollups_deleted: usize,
 }
 
+/// What the telemetry tree holds (a full scan: for benchmarks and ops, not hot paths).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct StorageStats {
+    pub raw_chunks: u64,
+    pub raw_samples: u64,
+    /// Encoded chunk values only.
+    pub raw_bytes: u64,
+    pub raw_key_and_value_bytes: u64,
+    pub rollup_chunks: u64,
+    pub rollup_bytes: u64,
+    pub rollup_key_and_value_bytes: u64,
+    pub log_records: u64,
+    pub log_bytes: u64,
+    pub all_key_and_value_bytes: u64,
+}
+
 impl Store {
+    pub fn storage_stats(&self) -> Result<StorageStats> {
+        let mut st = StorageStats::default();
+        for item in self.telemetry.iter() {
+            let (k, v) = item?;
+            let both = (k.len() + v.len()) as u64;
+            st.all_key_and_value_bytes += both;
+            if k.starts_with(b"c/") {
+                st.raw_chunks += 1;
+                st.raw_bytes += v.len() as u64;
+                st.raw_key_and_value_bytes += both;
+                // The sample count is the varint after the version byte.
+                let mut header = v.get(1..).unwrap_or_default();
+                st.raw_samples += super::gorilla::get_varint(&mut header).unwrap_or(0);
+            } else if k.starts_with(b"r/") {
+                st.rollup_chunks += 1;
+                st.rollup_bytes += v.len() as u64;
+                st.rollup_key_and_value_bytes += both;
+            } else if k.starts_with(b"l/") {
+                st.log_records += 1;
+                st.log_bytes += v.len() as u64;
+            }
+        }
+        Ok(st)
+    }
+
     /// Windows of `kind` ending at or before this have been deleted.
     pub fn horizon(&self, kind: Kind) -> i64 {
         self.horizons[kind as usize].load(Ordering::Acquire)
