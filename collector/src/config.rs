@@ -271,11 +271,25 @@ mod tests {
         let loaded = CollectorConfig::load(&path).unwrap();
         assert_eq!(loaded.storage, StorageConfig::default());
         assert_eq!(loaded.storage_options().raw_retention_ms, 14 * 86_400_000);
-        std::fs::write(&path, format!("{base}[storage]\nraw_retention = \"30days\"\n")).unwrap();
+        std::fs::write(
+            &path,
+            format!("{base}[storage]\nraw_retention = \"30days\"\n"),
+        )
+        .unwrap();
         let loaded = CollectorConfig::load(&path).unwrap();
-        assert_eq!(loaded.storage.raw_retention, Duration::from_secs(30 * 86_400));
-        assert_eq!(loaded.storage.rollup_retention, Duration::from_secs(400 * 86_400));
-        std::fs::write(&path, format!("{base}[storage]\nraw_retention = \"500days\"\n")).unwrap();
+        assert_eq!(
+            loaded.storage.raw_retention,
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(
+            loaded.storage.rollup_retention,
+            Duration::from_secs(400 * 86_400)
+        );
+        std::fs::write(
+            &path,
+            format!("{base}[storage]\nraw_retention = \"500days\"\n"),
+        )
+        .unwrap();
         let err = format!("{:#}", CollectorConfig::load(&path).unwrap_err());
         assert!(err.contains("rollup_retention"), "{err}");
         let example = include_str!("../../deploy/collector/collector.toml.example");
