@@ -63,6 +63,42 @@ pub struct CollectorConfig {
     /// Alert rules (TOML), merged over the built-in defaults; none: defaults only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_rules: Option<PathBuf>,
+    /// Retention and compaction of telemetry (`[storage]`).
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// `[storage]`: how long raw samples and 5-minute rollups are kept, and how
+/// often the background pass folds log records into chunks and applies it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    #[serde(default = "default_raw_retention", with = "humantime_serde_compat")]
+    pub raw_retention: Duration,
+    #[serde(default = "default_rollup_retention", with = "humantime_serde_compat")]
+    pub rollup_retention: Duration,
+    #[serde(default = "default_compact_interval", with = "humantime_serde_compat")]
+    pub compact_interval: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            raw_retention: default_raw_retention(),
+            rollup_retention: default_rollup_retention(),
+            compact_interval: default_compact_interval(),
+        }
+    }
+}
+
+fn default_raw_retention() -> Duration {
+    Duration::from_secs(14 * 86_400)
+}
+fn default_rollup_retention() -> Duration {
+    Duration::from_secs(400 * 86_400)
+}
+fn default_compact_interval() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_enroll_rate_per_address() -> f64 {
@@ -127,6 +163,17 @@ impl CollectorConfig {
             gateway_children_by_department: false,
             notify: NotifyConfig::default(),
             alert_rules: None,
+            storage: StorageConfig::default(),
+        }
+    }
+
+    /// The store's settings from `sled_cache_bytes` and `[storage]`.
+    pub fn storage_options(&self) -> crate::store::StorageOptions {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        crate::store::StorageOptions {
+            cache_bytes: self.sled_cache_bytes,
+            raw_retention_ms: ms(self.storage.raw_retention),
+            rollup_retention_ms: ms(self.storage.rollup_retention),
         }
     }
 
@@ -177,6 +224,21 @@ impl CollectorConfig {
             .notify
             .validate()
             .with_context(|| format!("{}: [notify]", path.display()))?;
+        let storage = &config.storage;
+        if storage.raw_retention < Duration::from_secs(3600)
+            || storage.rollup_retention < storage.raw_retention
+        {
+            anyhow::bail!(
+                "{}: [storage] raw_retention must be at least 1h and rollup_retention at least raw_retention",
+                path.display()
+            );
+        }
+        if storage.compact_interval < Duration::from_secs(1) {
+            anyhow::bail!(
+                "{}: [storage] compact_interval must be at least 1s",
+                path.display()
+            );
+        }
         if config.report_interval.is_zero() {
             anyhow::bail!("{}: report_interval must be positive", path.display());
         }
@@ -222,6 +284,41 @@ mod tests {
         assert_eq!(loaded.ca_cert, dir.path().join("ca.pem"));
         assert_eq!(loaded.device_cert_lifetime, Duration::from_secs(60));
         assert_eq!(loaded.token_ttl, Duration::from_secs(7 * 24 * 3600));
+    }
+
+    #[test]
+    fn the_storage_section_has_defaults_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("collector.toml");
+        let base = "grpc_listen = \"127.0.0.1:1\"\nhttp_listen = \"127.0.0.1:2\"\n";
+        std::fs::write(&path, base).unwrap();
+        let loaded = CollectorConfig::load(&path).unwrap();
+        assert_eq!(loaded.storage, StorageConfig::default());
+        assert_eq!(loaded.storage_options().raw_retention_ms, 14 * 86_400_000);
+        std::fs::write(
+            &path,
+            format!("{base}[storage]\nraw_retention = \"30days\"\n"),
+        )
+        .unwrap();
+        let loaded = CollectorConfig::load(&path).unwrap();
+        assert_eq!(
+            loaded.storage.raw_retention,
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(
+            loaded.storage.rollup_retention,
+            Duration::from_secs(400 * 86_400)
+        );
+        std::fs::write(
+            &path,
+            format!("{base}[storage]\nraw_retention = \"500days\"\n"),
+        )
+        .unwrap();
+        let err = format!("{:#}", CollectorConfig::load(&path).unwrap_err());
+        assert!(err.contains("rollup_retention"), "{err}");
+        let example = include_str!("../../deploy/collector/collector.toml.example");
+        let example: CollectorConfig = toml::from_str(example).unwrap();
+        assert_eq!(example.storage, StorageConfig::default());
     }
 
     #[test]

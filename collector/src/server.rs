@@ -40,7 +40,7 @@ pub async fn serve(
         .with_context(|| format!("read server certificate {}", config.server_cert.display()))?;
     let server_key = std::fs::read(&config.server_key)
         .with_context(|| format!("read server key {}", config.server_key.display()))?;
-    let store = Store::open(&config.data, config.sled_cache_bytes)
+    let store = Store::open_with(&config.data, config.storage_options())
         .with_context(|| format!("open the database in {}", config.data.display()))?;
     store
         .child_policy()
@@ -105,6 +105,12 @@ pub async fn serve(
         stop_rx.clone(),
     )
     .context("start notification delivery")?;
+    tokio::spawn(crate::store::retention::run_maintenance(
+        shared.clone(),
+        |s: &crate::service::Shared| &s.store,
+        shared.config.storage.compact_interval,
+        stopped(stop_rx.clone()),
+    ));
     let http = tokio::spawn(crate::http::serve(
         http_listener,
         shared.clone(),

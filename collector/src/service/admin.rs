@@ -200,24 +200,40 @@ impl Admin for AdminService {
         } else {
             req.until_unix_ms
         };
-        let mut series = shared
-            .store
-            .query_series(
-                &device.device_id,
-                &req.metric,
-                &req.attributes,
-                req.since_unix_ms,
-                until,
-                validate::MAX_QUERY_POINTS,
-            )
-            .map_err(Error::from)?;
-        if req.step_ms > 0 {
-            let aggregation =
-                v1::Aggregation::try_from(req.step_aggregation).unwrap_or(v1::Aggregation::Avg);
+        let aggregation =
+            v1::Aggregation::try_from(req.step_aggregation).unwrap_or(v1::Aggregation::Avg);
+        let series = if req.step_ms > 0 && aggregation != v1::Aggregation::Avg {
+            // min/max/p95/… of a step need the raw samples; averages can come
+            // from the rollups the store picks for long ranges.
+            let mut series = shared
+                .store
+                .query_series(
+                    &device.device_id,
+                    &req.metric,
+                    &req.attributes,
+                    req.since_unix_ms,
+                    until,
+                    validate::MAX_QUERY_POINTS,
+                )
+                .map_err(Error::from)?;
             for s in &mut series {
                 s.points = queries::step::per_step(&s.points, req.step_ms, aggregation);
             }
-        }
+            series
+        } else {
+            shared
+                .store
+                .query_series_step(
+                    &device.device_id,
+                    &req.metric,
+                    &req.attributes,
+                    req.since_unix_ms,
+                    until,
+                    req.step_ms,
+                    validate::MAX_QUERY_POINTS,
+                )
+                .map_err(Error::from)?
+        };
         Ok(Response::new(v1::QueryMetricsResponse {
             device_id: device.device_id,
             series,

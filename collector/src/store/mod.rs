@@ -4,16 +4,22 @@
 //! Trees (a fixed, small set): `devices` (registration and enrollment
 //! records), `index` (serial / product UUID / machine id → device id),
 //! `tokens` (token id → hashed one-time secret) and `telemetry` (ingest state,
-//! inventory and samples; see `series`). Writes here are not durable until
-//! `durable()` returns: callers that acknowledge something await it first.
+//! inventory, per-report log records, compressed chunks and rollups; see
+//! `series`). Writes here are not durable until `durable()` returns: callers
+//! that acknowledge something await it first.
 
 mod audit;
 mod children;
+pub mod compact;
 mod devices;
 mod events;
 pub mod fleet_queries;
 mod flush;
+mod gorilla;
+mod log;
 pub mod outbox;
+pub mod read;
+pub mod retention;
 pub mod series;
 mod software;
 pub use software::{PackageInstall, SoftwareState};
@@ -26,7 +32,8 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::TransactionError;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::AtomicI64;
+use std::sync::{Mutex, RwLock};
 use vakt_proto::v1;
 
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +174,37 @@ pub struct Store {
     child_policy: ChildPolicy,
     /// "Report stored" events for the alert engine (published once durable).
     events: events::Events,
+    /// A fold holds its device's stripe exclusively, a read shared: a read
+    /// then sees each sample exactly once, in a log record or in a chunk.
+    fold_locks: Vec<RwLock<()>>,
+    options: StorageOptions,
+    /// Raw chunks (index 0) and rollups (index 1) of windows ending at or
+    /// before this are gone (retention); persisted in `series::horizon_key`.
+    horizons: [AtomicI64; 2],
+}
+
+/// Retention and memory settings of the store (`[storage]` in collector.toml).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StorageOptions {
+    /// sled's page cache; its resident memory is a multiple of this.
+    pub cache_bytes: u64,
+    /// Raw samples are kept at least this long (whole 6-hour chunks go).
+    pub raw_retention_ms: i64,
+    /// 5-minute rollups are kept at least this long.
+    pub rollup_retention_ms: i64,
+}
+
+pub const DEFAULT_RAW_RETENTION_MS: i64 = 14 * 86_400_000;
+pub const DEFAULT_ROLLUP_RETENTION_MS: i64 = 400 * 86_400_000;
+
+impl StorageOptions {
+    pub fn with_cache(cache_bytes: u64) -> Self {
+        Self {
+            cache_bytes,
+            raw_retention_ms: DEFAULT_RAW_RETENTION_MS,
+            rollup_retention_ms: DEFAULT_ROLLUP_RETENTION_MS,
+        }
+    }
 }
 
 const INGEST_LOCK_STRIPES: usize = 64;
@@ -187,19 +225,33 @@ pub struct Registration {
 }
 
 impl Store {
-    /// Opens (or creates) the database. Must run inside a tokio runtime: it
-    /// starts the flusher task.
+    /// Opens (or creates) the database with default retention. Must run
+    /// inside a tokio runtime: it starts the flusher task.
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Self> {
+        Self::open_with(path, StorageOptions::with_cache(cache_bytes))
+    }
+
+    pub fn open_with(path: &Path, options: StorageOptions) -> Result<Self> {
         let db = sled::Config::new()
             .path(path)
-            .cache_capacity(cache_bytes)
+            .cache_capacity(options.cache_bytes)
             .mode(sled::Mode::HighThroughput)
             .open()?;
+        let telemetry = db.open_tree("telemetry")?;
+        let horizon = |kind| -> Result<AtomicI64> {
+            let stored = telemetry.get(series::horizon_key(kind))?;
+            Ok(AtomicI64::new(
+                stored
+                    .and_then(|v| series::decode_timestamp(&v))
+                    .unwrap_or(0),
+            ))
+        };
+        let horizons = [horizon(series::Kind::Raw)?, horizon(series::Kind::Rollup)?];
         Ok(Self {
             devices: db.open_tree("devices")?,
             index: db.open_tree("index")?,
             tokens: db.open_tree("tokens")?,
-            telemetry: db.open_tree("telemetry")?,
+            telemetry,
             audit: db.open_tree("audit")?,
             denylist: db.open_tree("denylist")?,
             flusher: Flusher::start(db.clone()),
@@ -207,6 +259,9 @@ impl Store {
             registration_lock: tokio::sync::Mutex::new(()),
             child_policy: ChildPolicy::default(),
             events: events::Events::default(),
+            fold_locks: (0..INGEST_LOCK_STRIPES).map(|_| RwLock::new(())).collect(),
+            options,
+            horizons,
             db,
         })
     }
@@ -300,23 +355,13 @@ impl Store {
             _ => None,
         };
         let mut writes = sled::Batch::default();
-        let batch_ts = batch.collected_at_unix_ms;
-        let mut last_series: Option<(String, Vec<v1::Attribute>, Vec<u8>)> = None;
-        for sample in &batch.samples {
-            let ts = if sample.timestamp_unix_ms == 0 {
-                batch_ts
-            } else {
-                sample.timestamp_unix_ms
-            };
-            // Agents send a series' samples together; reuse its encoded key.
-            let reuse = matches!(&last_series, Some((m, a, _)) if *m == sample.metric && *a == sample.attributes);
-            if !reuse {
-                let key = series::series_key(device_id, &sample.metric, &sample.attributes);
-                last_series = Some((sample.metric.clone(), sample.attributes.clone(), key));
-            }
-            if let Some((_, _, key)) = &last_series {
-                writes.insert(series::sample_key(key, ts), &sample.value.to_be_bytes()[..]);
-            }
+        // One compact log record per report, folded into chunks later
+        // (`compact.rs`): one sled key instead of one per sample.
+        if !batch.samples.is_empty() {
+            writes.insert(
+                series::log_key(device_id, batch.sequence),
+                log::encode(batch),
+            );
         }
         let need_full_software = software::stage(
             &self.telemetry,
@@ -363,75 +408,6 @@ impl Store {
             clone_suspected: false,
             need_full_software,
         })
-    }
-
-    /// Every series of `metric` for the device whose attributes include
-    /// `filter`, with samples in `[since_ms, until_ms]`, in time order.
-    pub fn query_series(
-        &self,
-        device_id: &str,
-        metric: &str,
-        filter: &[v1::Attribute],
-        since_ms: i64,
-        until_ms: i64,
-        max_points: usize,
-    ) -> Result<Vec<v1::Series>> {
-        let prefix = series::metric_prefix(device_id, metric);
-        let mut out = Vec::new();
-        let mut points_total = 0usize;
-        let mut cursor = prefix.clone();
-        loop {
-            let Some(first) = self.telemetry.range(cursor.clone()..).next() else {
-                break;
-            };
-            let (key, _) = first?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let Some(nul) = key[prefix.len()..].iter().position(|b| *b == 0) else {
-                return Err(StoreError::Corrupt {
-                    key: String::from_utf8_lossy(&key).into_owned(),
-                    reason: "sample key without series terminator".into(),
-                });
-            };
-            let series_end = prefix.len() + nul + 1;
-            let series_key = key[..series_end].to_vec();
-            // The next series sorts after every key of this one.
-            cursor = series_key[..series_end - 1].to_vec();
-            cursor.push(1);
-            let attributes = series::decode_attributes(&series_key[prefix.len()..series_end - 1]);
-            if !filter.iter().all(|f| attributes.contains(f)) {
-                continue;
-            }
-            let from = series::sample_key(&series_key, since_ms);
-            let to = series::sample_key(&series_key, until_ms);
-            let mut points = Vec::new();
-            for item in self.telemetry.range(from..=to) {
-                let (k, v) = item?;
-                let (Some(ts), Some(value)) = (
-                    series::decode_timestamp(&k[series_end..]),
-                    series::decode_value(&v),
-                ) else {
-                    continue;
-                };
-                points_total += 1;
-                if points_total > max_points {
-                    return Err(StoreError::TooManyPoints(max_points));
-                }
-                points.push(v1::Point {
-                    timestamp_unix_ms: ts,
-                    value,
-                });
-            }
-            if !points.is_empty() {
-                out.push(v1::Series {
-                    metric: metric.to_owned(),
-                    attributes,
-                    points,
-                });
-            }
-        }
-        Ok(out)
     }
 }
 

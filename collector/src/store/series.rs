@@ -1,20 +1,39 @@
-//! Key layout of the `telemetry` tree, where everything one report writes
-//! lands in a single atomic sled batch:
+//! Key layout of the `telemetry` tree. Everything one report writes (its log
+//! record, inventory and the device's ingest state) lands in one atomic sled
+//! batch; the compactor later folds log records into chunks, again in one
+//! atomic batch per device (`compact.rs`).
 //!
-//! - `s/<device>`                 → the device's ingest state (JSON)
-//! - `i/<device>`                 → its current inventory (protobuf)
-//! - `m/<device>/<series>\0<ts>`  → one sample value (f64, big-endian)
+//! - `s/<device>`                    → the device's ingest state (JSON)
+//! - `i/<device>`                    → its current inventory (protobuf)
+//! - `l/<device>/<seq>`              → one report's samples, not yet folded (`log.rs`)
+//! - `c/<device>/<series>\0<window>` → a raw chunk: one series' samples of one
+//!   window (`WINDOW_MS`), Gorilla-encoded (`gorilla.rs`)
+//! - `r/<device>/<series>\0<window>` → the same window's 5-minute rollups
+//!   (min, max, sum, count per bucket), Gorilla-encoded
+//! - `wc/<window><chunk key>`, `wr/<window><rollup key>` → empty: the time
+//!   index retention walks, so it never scans chunks it keeps
+//! - `meta/horizon/wc/`, `meta/horizon/wr/` → how far retention has deleted
+//!   raw chunks and rollups (big-endian ms): a query reads raw samples only
+//!   for ranges after the raw horizon
 //!
 //! `<series>` is the metric name, then each attribute sorted by key as
 //! `\x1e key \x1f value`. Validation refuses control characters in names and
-//! values, so the separators are unambiguous and `\0` ends every series key;
-//! `<ts>` is big-endian milliseconds, so a series' samples are in time order
-//! and a time range is one sled range scan.
+//! values, so the separators are unambiguous and `\0` ends every series id;
+//! `<window>` and `<seq>` are big-endian, so a series' chunks are in time
+//! order and a time range is one sled range scan.
 
 use vakt_proto::v1;
 
 const RECORD_SEP: u8 = 0x1e;
 const UNIT_SEP: u8 = 0x1f;
+
+/// Samples of one series in one window share a chunk. Six hours at a 30 s
+/// interval is 720 samples: long enough that the ~80-byte key and sled's
+/// per-item overhead cost ~0.15 bytes a sample, short enough that
+/// re-encoding the open chunk on every fold stays cheap.
+pub const WINDOW_MS: i64 = 6 * 3_600_000;
+/// Rollup bucket width.
+pub const BUCKET_MS: i64 = 5 * 60_000;
 
 pub fn state_key(device_id: &str) -> Vec<u8> {
     [b"s/", device_id.as_bytes()].concat()
@@ -24,21 +43,51 @@ pub fn inventory_key(device_id: &str) -> Vec<u8> {
     [b"i/", device_id.as_bytes()].concat()
 }
 
-/// Prefix of every sample of one metric of one device.
-pub fn metric_prefix(device_id: &str, metric: &str) -> Vec<u8> {
-    let mut key = [b"m/", device_id.as_bytes(), b"/", metric.as_bytes()].concat();
+/// Prefix of every log record of one device.
+pub fn log_prefix(device_id: &str) -> Vec<u8> {
+    [b"l/", device_id.as_bytes(), b"/"].concat()
+}
+
+pub fn log_key(device_id: &str, sequence: u64) -> Vec<u8> {
+    let mut key = log_prefix(device_id);
+    key.extend_from_slice(&sequence.to_be_bytes());
+    key
+}
+
+/// Raw chunks (`Kind::Raw`) or rollups (`Kind::Rollup`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Raw,
+    Rollup,
+}
+
+impl Kind {
+    fn tag(self) -> &'static [u8] {
+        match self {
+            Kind::Raw => b"c/",
+            Kind::Rollup => b"r/",
+        }
+    }
+
+    pub fn index_tag(self) -> &'static [u8] {
+        match self {
+            Kind::Raw => b"wc/",
+            Kind::Rollup => b"wr/",
+        }
+    }
+}
+
+/// Prefix of every chunk of one metric of one device.
+pub fn metric_prefix(kind: Kind, device_id: &str, metric: &str) -> Vec<u8> {
+    let mut key = [kind.tag(), device_id.as_bytes(), b"/", metric.as_bytes()].concat();
     key.push(RECORD_SEP);
     key
 }
 
-/// Prefix of every sample of one device.
-pub fn device_samples_prefix(device_id: &str) -> Vec<u8> {
-    [b"m/", device_id.as_bytes(), b"/"].concat()
-}
-
-/// The series part of a sample key, up to and including the `\0`.
-pub fn series_key(device_id: &str, metric: &str, attributes: &[v1::Attribute]) -> Vec<u8> {
-    let mut key = metric_prefix(device_id, metric);
+/// The device-independent id of a series: metric, attributes, `\0`.
+pub fn series_id(metric: &str, attributes: &[v1::Attribute]) -> Vec<u8> {
+    let mut key = metric.as_bytes().to_vec();
+    key.push(RECORD_SEP);
     let mut sorted: Vec<&v1::Attribute> = attributes.iter().collect();
     sorted.sort_by(|a, b| a.key.cmp(&b.key));
     for (i, attr) in sorted.iter().enumerate() {
@@ -53,11 +102,38 @@ pub fn series_key(device_id: &str, metric: &str, attributes: &[v1::Attribute]) -
     key
 }
 
-pub fn sample_key(series: &[u8], timestamp_ms: i64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(series.len() + 8);
-    key.extend_from_slice(series);
-    key.extend_from_slice(&timestamp_bytes(timestamp_ms));
+/// The metric and attributes of a series id.
+pub fn split_series_id(id: &[u8]) -> Option<(String, Vec<v1::Attribute>)> {
+    let body = id.strip_suffix(&[0])?;
+    let sep = body.iter().position(|b| *b == RECORD_SEP)?;
+    let metric = String::from_utf8_lossy(&body[..sep]).into_owned();
+    Some((metric, decode_attributes(&body[sep + 1..])))
+}
+
+/// The key of one series' chunk (or rollup) for the window starting at `window`.
+pub fn chunk_key(kind: Kind, device_id: &str, series_id: &[u8], window: i64) -> Vec<u8> {
+    let mut key = [kind.tag(), device_id.as_bytes(), b"/", series_id].concat();
+    key.extend_from_slice(&timestamp_bytes(window));
     key
+}
+
+/// The retention index entry of a chunk key.
+pub fn index_key(kind: Kind, window: i64, chunk_key: &[u8]) -> Vec<u8> {
+    [kind.index_tag(), &timestamp_bytes(window)[..], chunk_key].concat()
+}
+
+/// Where retention records how far it has deleted `kind`.
+pub fn horizon_key(kind: Kind) -> Vec<u8> {
+    [b"meta/horizon/", kind.index_tag()].concat()
+}
+
+/// The start of the window holding `timestamp_ms`.
+pub fn window_of(timestamp_ms: i64) -> i64 {
+    timestamp_ms - timestamp_ms.rem_euclid(WINDOW_MS)
+}
+
+pub fn bucket_of(timestamp_ms: i64) -> i64 {
+    timestamp_ms - timestamp_ms.rem_euclid(BUCKET_MS)
 }
 
 /// Validation keeps timestamps positive; clamp anyway so a negative one can
@@ -107,18 +183,28 @@ mod tests {
 
     #[test]
     fn attributes_round_trip_in_key_order() {
-        let key = series_key("d-1", "m", &[attr("b", "2=,}"), attr("a", "1")]);
-        let prefix = metric_prefix("d-1", "m");
-        let encoded = &key[prefix.len()..key.len() - 1];
+        let id = series_id("m", &[attr("b", "2=,}"), attr("a", "1")]);
         assert_eq!(
-            decode_attributes(encoded),
-            vec![attr("a", "1"), attr("b", "2=,}")]
+            split_series_id(&id),
+            Some(("m".into(), vec![attr("a", "1"), attr("b", "2=,}")]))
+        );
+        assert_eq!(
+            split_series_id(&series_id("m", &[])),
+            Some(("m".into(), vec![]))
         );
     }
 
     #[test]
     fn a_metric_prefix_does_not_match_a_longer_metric_name() {
-        let longer = series_key("d-1", "system.cpu.utilization2", &[]);
-        assert!(!longer.starts_with(&metric_prefix("d-1", "system.cpu.utilization")));
+        let id = series_id("system.cpu.utilization2", &[]);
+        let longer = chunk_key(Kind::Raw, "d-1", &id, 0);
+        let prefix = metric_prefix(Kind::Raw, "d-1", "system.cpu.utilization");
+        assert!(!longer.starts_with(&prefix));
+    }
+
+    #[test]
+    fn windows_and_buckets_align() {
+        assert_eq!(window_of(WINDOW_MS + 5), WINDOW_MS);
+        assert_eq!(bucket_of(BUCKET_MS * 3 - 1), BUCKET_MS * 2);
     }
 }

@@ -1,0 +1,232 @@
+//! The compactor: folds log records into chunks. One device at a time, and
+//! per device in one atomic sled batch that writes the merged chunks, their
+//! rollups and retention index entries *and* removes exactly the log records
+//! it folded — so a crash before the batch loses nothing (the records are
+//! still there and fold again) and a crash after it duplicates nothing.
+//! Reports arriving meanwhile add new records, which the batch leaves alone.
+//!
+//! Rollups of a window are recomputed from the whole merged chunk whenever the
+//! chunk changes, so they always equal the raw aggregates, late data included.
+
+use super::series::{self, Kind};
+use super::{Store, StoreError, gorilla, log};
+use std::collections::BTreeMap;
+
+/// What one compaction pass did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct CompactStats {
+    pub devices: usize,
+    pub records: usize,
+    pub chunks_written: usize,
+    /// Devices whose fold failed (logged); their records stay for the next pass.
+    pub failed: usize,
+}
+
+/// One 5-minute bucket of one series.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rollup {
+    pub bucket_start_ms: i64,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Rollup {
+    pub fn of(bucket_start_ms: i64, value: f64) -> Self {
+        Self {
+            bucket_start_ms,
+            min: value,
+            max: value,
+            sum: value,
+            count: 1,
+        }
+    }
+
+    pub fn merge(&mut self, other: &Rollup) {
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.sum / self.count as f64
+    }
+}
+
+/// Buckets of time-ordered samples.
+pub fn rollups_of(samples: impl IntoIterator<Item = (i64, f64)>) -> Vec<Rollup> {
+    let mut out: Vec<Rollup> = Vec::new();
+    for (ts, value) in samples {
+        let bucket = series::bucket_of(ts);
+        match out.last_mut() {
+            Some(last) if last.bucket_start_ms == bucket => last.merge(&Rollup::of(bucket, value)),
+            _ => out.push(Rollup::of(bucket, value)),
+        }
+    }
+    out
+}
+
+pub fn encode_rollups(rollups: &[Rollup]) -> Result<Vec<u8>, gorilla::CodecError> {
+    let ts: Vec<i64> = rollups.iter().map(|r| r.bucket_start_ms).collect();
+    let min: Vec<f64> = rollups.iter().map(|r| r.min).collect();
+    let max: Vec<f64> = rollups.iter().map(|r| r.max).collect();
+    let sum: Vec<f64> = rollups.iter().map(|r| r.sum).collect();
+    let count: Vec<f64> = rollups.iter().map(|r| r.count as f64).collect();
+    gorilla::encode(&ts, &[&min, &max, &sum, &count])
+}
+
+pub fn decode_rollups(bytes: &[u8]) -> Result<Vec<Rollup>, gorilla::CodecError> {
+    let (ts, cols) = gorilla::decode(bytes)?;
+    let [min, max, sum, count] = cols.as_slice() else {
+        return Err(gorilla::CodecError::Truncated);
+    };
+    Ok((0..ts.len())
+        .map(|i| Rollup {
+            bucket_start_ms: ts[i],
+            min: min[i],
+            max: max[i],
+            sum: sum[i],
+            count: count[i] as u64,
+        })
+        .collect())
+}
+
+pub(super) fn corrupt(key: &[u8], e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// A raw chunk's samples in time order.
+pub fn decode_chunk(key: &[u8], bytes: &[u8]) -> Result<Vec<(i64, f64)>, StoreError> {
+    let (ts, cols) = gorilla::decode(bytes).map_err(|e| corrupt(key, e))?;
+    let values = cols
+        .into_iter()
+        .next()
+        .ok_or_else(|| corrupt(key, "chunk without values"))?;
+    Ok(ts.into_iter().zip(values).collect())
+}
+
+impl Store {
+    /// Folds every device's log records into chunks (the background pass).
+    pub fn compact(&self) -> super::Result<CompactStats> {
+        let mut stats = CompactStats::default();
+        let mut cursor = b"l/".to_vec();
+        loop {
+            let Some(item) = self.telemetry.range(cursor.clone()..).keys().next() else {
+                break;
+            };
+            let key = item?;
+            if !key.starts_with(b"l/") || key.len() < 2 + 1 + 8 {
+                break;
+            }
+            let device = String::from_utf8_lossy(&key[2..key.len() - 9]).into_owned();
+            // Past every record of this device: its prefix with '/' → '0'.
+            cursor = [b"l/", device.as_bytes(), b"0"].concat();
+            stats.devices += 1;
+            match self.fold_device(&device) {
+                Ok((records, chunks)) => {
+                    stats.records += records;
+                    stats.chunks_written += chunks;
+                }
+                Err(e) => {
+                    stats.failed += 1;
+                    tracing::error!(device = %device, error = %e, "folding log records failed");
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Folds one device's log records; returns (records folded, chunks written).
+    pub fn fold_device(&self, device_id: &str) -> super::Result<(usize, usize)> {
+        let _exclusive = self.fold_locks[super::stripe_of(device_id)]
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Windows retention has already passed are not written again.
+        let raw_cutoff = self.horizon(Kind::Raw);
+        let rollup_cutoff = self.horizon(Kind::Rollup);
+        let mut folded = Vec::new();
+        // (series id, window) → samples; later records win on equal timestamps.
+        let mut pending: BTreeMap<(Vec<u8>, i64), BTreeMap<i64, f64>> = BTreeMap::new();
+        for item in self.telemetry.scan_prefix(series::log_prefix(device_id)) {
+            let (key, value) = item?;
+            for (id, samples) in log::decode(&value).map_err(|e| corrupt(&key, e))? {
+                for (ts, v) in samples {
+                    pending
+                        .entry((id.clone(), series::window_of(ts)))
+                        .or_default()
+                        .insert(ts, v);
+                }
+            }
+            folded.push(key);
+        }
+        let mut batch = sled::Batch::default();
+        let mut chunks = 0;
+        for ((id, window), new) in pending {
+            let window_end = window.saturating_add(series::WINDOW_MS);
+            if window_end <= rollup_cutoff {
+                continue; // Retention has deleted this window's rollups.
+            }
+            let key = series::chunk_key(Kind::Raw, device_id, &id, window);
+            let rkey = series::chunk_key(Kind::Rollup, device_id, &id, window);
+            let existing = self.telemetry.get(&key)?;
+            if existing.is_none() && window_end <= raw_cutoff {
+                // Late data for a window whose raw samples retention already
+                // removed: only its rollups are left to merge into.
+                let rollups = self.merge_rollups(&rkey, rollups_of(new))?;
+                batch.insert(series::index_key(Kind::Rollup, window, &rkey), &[][..]);
+                batch.insert(rkey, rollups);
+                continue;
+            }
+            let mut merged: BTreeMap<i64, f64> = match existing {
+                Some(bytes) => decode_chunk(&key, &bytes)?.into_iter().collect(),
+                None => BTreeMap::new(),
+            };
+            merged.extend(new);
+            if window_end > raw_cutoff {
+                let ts: Vec<i64> = merged.keys().copied().collect();
+                let values: Vec<f64> = merged.values().copied().collect();
+                let bytes = gorilla::encode(&ts, &[&values]).map_err(|e| corrupt(&key, e))?;
+                batch.insert(series::index_key(Kind::Raw, window, &key), &[][..]);
+                batch.insert(key, bytes);
+                chunks += 1;
+            }
+            let rollups = encode_rollups(&rollups_of(merged)).map_err(|e| corrupt(&rkey, e))?;
+            batch.insert(series::index_key(Kind::Rollup, window, &rkey), &[][..]);
+            batch.insert(rkey, rollups);
+        }
+        let records = folded.len();
+        for key in folded {
+            batch.remove(key);
+        }
+        self.telemetry.apply_batch(batch)?;
+        Ok((records, chunks))
+    }
+
+    fn merge_rollups(&self, rkey: &[u8], new: Vec<Rollup>) -> super::Result<Vec<u8>> {
+        let mut buckets: BTreeMap<i64, Rollup> = match self.telemetry.get(rkey)? {
+            Some(bytes) => decode_rollups(&bytes)
+                .map_err(|e| corrupt(rkey, e))?
+                .into_iter()
+                .map(|r| (r.bucket_start_ms, r))
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        for r in new {
+            buckets
+                .entry(r.bucket_start_ms)
+                .and_modify(|b| b.merge(&r))
+                .or_insert(r);
+        }
+        let all: Vec<Rollup> = buckets.into_values().collect();
+        encode_rollups(&all).map_err(|e| corrupt(rkey, e))
+    }
+}
+
+#[cfg(test)]
+#[path = "compact_tests.rs"]
+mod tests;

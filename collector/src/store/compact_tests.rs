@@ -1,0 +1,305 @@
+//! Folding, rollups, retention and crash safety of the chunked series store.
+
+use super::super::series::{self, BUCKET_MS, Kind, WINDOW_MS};
+use super::super::{StorageOptions, Store};
+use super::*;
+use vakt_proto::v1;
+
+const DAY: i64 = 86_400_000;
+const T0: i64 = 1_767_225_600_000; // 2026-01-01, a window boundary
+
+fn options(raw_days: i64, rollup_days: i64) -> StorageOptions {
+    StorageOptions {
+        cache_bytes: 1 << 20,
+        raw_retention_ms: raw_days * DAY,
+        rollup_retention_ms: rollup_days * DAY,
+    }
+}
+
+fn open_at(path: &std::path::Path, opts: StorageOptions) -> Store {
+    Store::open_with(path, opts).unwrap()
+}
+
+fn attr(k: &str, v: &str) -> v1::Attribute {
+    v1::Attribute {
+        key: k.into(),
+        value: v.into(),
+    }
+}
+
+/// A report with a CPU gauge, a counter and two filesystems.
+fn report(seq: u64, ts: i64) -> v1::ReportBatch {
+    let x = seq as f64;
+    let sample = |metric: &str, attributes: Vec<v1::Attribute>, value: f64| v1::Sample {
+        metric: metric.into(),
+        attributes,
+        value,
+        timestamp_unix_ms: 0,
+    };
+    v1::ReportBatch {
+        sequence: seq,
+        collected_at_unix_ms: ts,
+        samples: vec![
+            sample("cpu", vec![], (x * 0.37).sin().abs()),
+            sample("net.bytes", vec![], x * 12_345.0),
+            sample("fs", vec![attr("mountpoint", "/")], 0.5 + x * 1e-6),
+            sample("fs", vec![attr("mountpoint", "/home")], -0.0),
+        ],
+        ..Default::default()
+    }
+}
+
+fn points(store: &Store, device: &str, metric: &str, since: i64, until: i64) -> Vec<(i64, u64)> {
+    store
+        .raw_samples(device, metric, &[], since, until)
+        .unwrap()
+        .into_iter()
+        .flat_map(|(_, _, p)| p)
+        .map(|(t, v)| (t, v.to_bits()))
+        .collect()
+}
+
+fn log_records(store: &Store) -> usize {
+    store.telemetry.scan_prefix(b"l/").count()
+}
+
+#[tokio::test]
+async fn folding_keeps_every_sample_exactly_and_removes_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(&dir.path().join("db"), options(14, 400));
+    // Two days at 30 s, crossing window boundaries; one late, out-of-order report.
+    let mut seq = 0;
+    for i in 0..5_760i64 {
+        seq += 1;
+        store
+            .ingest("d-1", &report(seq, T0 + i * 30_000 + 17), 0)
+            .unwrap();
+        if i == 3_000 {
+            store.fold_device("d-1").unwrap();
+        }
+    }
+    seq += 1;
+    store.ingest("d-1", &report(seq, T0 + 45_001), 0).unwrap();
+    let before = points(&store, "d-1", "cpu", 0, i64::MAX);
+    let fs_before = store
+        .query_series(
+            "d-1",
+            "fs",
+            &[attr("mountpoint", "/home")],
+            0,
+            i64::MAX,
+            100_000,
+        )
+        .unwrap();
+    assert_eq!(before.len(), 5_761);
+    let stats = store.compact().unwrap();
+    assert_eq!(stats.devices, 1);
+    assert_eq!(log_records(&store), 0);
+    assert_eq!(points(&store, "d-1", "cpu", 0, i64::MAX), before);
+    let fs_after = store
+        .query_series(
+            "d-1",
+            "fs",
+            &[attr("mountpoint", "/home")],
+            0,
+            i64::MAX,
+            100_000,
+        )
+        .unwrap();
+    assert_eq!(fs_after, fs_before);
+    assert!(
+        fs_after[0]
+            .points
+            .iter()
+            .all(|p| p.value.to_bits() == (-0.0f64).to_bits())
+    );
+    // A sub-range reads only what it asks for.
+    let day2 = points(&store, "d-1", "net.bytes", T0 + DAY, T0 + DAY + 3_600_000);
+    assert_eq!(day2.len(), 120);
+    assert!(
+        day2.iter()
+            .all(|(t, _)| (T0 + DAY..=T0 + DAY + 3_600_000).contains(t))
+    );
+}
+
+#[tokio::test]
+async fn a_crash_between_log_write_and_fold_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let expected;
+    {
+        let store = open_at(&path, options(14, 400));
+        for seq in 1..=100u64 {
+            store
+                .ingest("d-1", &report(seq, T0 + seq as i64 * 30_000), 0)
+                .unwrap();
+        }
+        store.fold_device("d-1").unwrap();
+        for seq in 101..=150u64 {
+            store
+                .ingest("d-1", &report(seq, T0 + seq as i64 * 30_000), 0)
+                .unwrap();
+        }
+        store.durable().await.unwrap();
+        expected = points(&store, "d-1", "cpu", 0, i64::MAX);
+        assert_eq!(expected.len(), 150);
+        // "Crash": the process goes away with 50 records not folded.
+        store.close().await.unwrap();
+    }
+    {
+        let store = open_at(&path, options(14, 400));
+        assert_eq!(log_records(&store), 50);
+        assert_eq!(points(&store, "d-1", "cpu", 0, i64::MAX), expected);
+        assert_eq!(store.ingest_state("d-1").unwrap().last_sequence, 150);
+        store.compact().unwrap();
+        store.close().await.unwrap();
+    }
+    let store = open_at(&path, options(14, 400));
+    assert_eq!(log_records(&store), 0);
+    assert_eq!(points(&store, "d-1", "cpu", 0, i64::MAX), expected);
+}
+
+/// Rollups computed by hand from the raw samples, summing in time order.
+fn expected_rollups(samples: &[(i64, f64)]) -> Vec<Rollup> {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by_key(|(t, _)| *t);
+    rollups_of(sorted)
+}
+
+#[tokio::test]
+async fn rollups_equal_the_raw_aggregates_before_and_after_folding() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(&dir.path().join("db"), options(14, 400));
+    let mut raw = Vec::new();
+    // Irregular intervals (7-53 s) over 9 hours, folded at random points.
+    let mut t = T0 + 5;
+    for seq in 1..=900u64 {
+        t += 7_000 + (crate::store::series::bucket_of(seq as i64 * 7_919) % 46_000);
+        let batch = report(seq, t);
+        raw.push((t, batch.samples[0].value));
+        store.ingest("d-1", &batch, 0).unwrap();
+        if seq % 97 == 0 {
+            store.fold_device("d-1").unwrap();
+        }
+    }
+    let check = |store: &Store| {
+        let got = store.query_rollups("d-1", "cpu", &[], 0, i64::MAX).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].buckets, expected_rollups(&raw));
+    };
+    check(&store);
+    store.compact().unwrap();
+    check(&store);
+    // A step query over rollups is the count-weighted mean of the raw samples.
+    let hourly = store
+        .query_series_step("d-1", "cpu", &[], 0, i64::MAX, 3_600_000, 1_000)
+        .unwrap();
+    let first_hour: Vec<f64> = raw
+        .iter()
+        .filter(|(t, _)| *t - t.rem_euclid(3_600_000) == hourly[0].points[0].timestamp_unix_ms)
+        .map(|(_, v)| *v)
+        .collect();
+    let mean = first_hour.iter().sum::<f64>() / first_hour.len() as f64;
+    assert!((hourly[0].points[0].value - mean).abs() < 1e-12);
+    assert_eq!(
+        store.resolution_for(0, 3_600_000),
+        crate::store::read::Resolution::Rollup
+    );
+}
+
+#[tokio::test]
+async fn retention_deletes_what_it_should_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(&dir.path().join("db"), options(3, 10));
+    // 20 days at 10 minutes for two devices.
+    for seq in 1..=(20 * 144u64) {
+        let ts = T0 + seq as i64 * 600_000;
+        store.ingest("d-1", &report(seq, ts), 0).unwrap();
+        store.ingest("d-2", &report(seq, ts), 0).unwrap();
+    }
+    store.compact().unwrap();
+    let now = T0 + 20 * DAY + 1;
+    let all_raw = points(&store, "d-1", "cpu", 0, i64::MAX);
+    let all_rollups = store.query_rollups("d-1", "cpu", &[], 0, i64::MAX).unwrap()[0]
+        .buckets
+        .clone();
+    // Unfolded records and device state must survive retention untouched.
+    store.ingest("d-1", &report(100_000, now), now).unwrap();
+    let stats = store.enforce_retention(now).unwrap();
+    assert!(stats.raw_chunks_deleted > 0 && stats.rollups_deleted > 0);
+
+    let raw_horizon = store.horizon(Kind::Raw);
+    let rollup_horizon = store.horizon(Kind::Rollup);
+    assert_eq!(raw_horizon % WINDOW_MS, 0);
+    assert!(raw_horizon <= now - 3 * DAY && raw_horizon > now - 3 * DAY - WINDOW_MS);
+    assert!(rollup_horizon <= now - 10 * DAY && rollup_horizon > now - 10 * DAY - WINDOW_MS);
+
+    // Raw: exactly the samples in windows ending after the horizon remain.
+    let kept = points(&store, "d-1", "cpu", 0, now - 1);
+    let want: Vec<_> = all_raw
+        .iter()
+        .copied()
+        .filter(|(t, _)| *t >= raw_horizon)
+        .collect();
+    assert_eq!(kept, want);
+    // Rollups: exactly the buckets after the rollup horizon remain.
+    let kept = store.query_rollups("d-1", "cpu", &[], 0, now - 1).unwrap()[0]
+        .buckets
+        .clone();
+    let want: Vec<_> = all_rollups
+        .into_iter()
+        .filter(|r| r.bucket_start_ms >= rollup_horizon)
+        .collect();
+    assert_eq!(kept, want);
+    // Every remaining chunk and index entry is after the horizons; nothing
+    // but chunks and their index entries was deleted.
+    for item in store.telemetry.iter().keys() {
+        let key = item.unwrap();
+        let window = |k: &[u8]| series::decode_timestamp(&k[k.len() - 8..]).unwrap();
+        if key.starts_with(b"c/") {
+            assert!(window(&key) + WINDOW_MS > raw_horizon);
+        } else if key.starts_with(b"r/") {
+            assert!(window(&key) + WINDOW_MS > rollup_horizon);
+        }
+    }
+    assert_eq!(store.ingest_state("d-1").unwrap().last_sequence, 100_000);
+    assert_eq!(log_records(&store), 1);
+    assert_eq!(
+        points(&store, "d-2", "cpu", raw_horizon, now),
+        points(&store, "d-1", "cpu", raw_horizon, now - 1)
+    );
+    // Queries reaching past the raw horizon switch to rollups by themselves.
+    let old = store
+        .query_series("d-1", "cpu", &[], now - 5 * DAY, now - 4 * DAY, 100_000)
+        .unwrap();
+    assert_eq!(old[0].points.len(), (DAY / BUCKET_MS) as usize / 2 + 1);
+
+    // Late data for a window whose raw chunk is gone merges into its rollups.
+    let late_ts = now - 5 * DAY + 60_000;
+    let before = store
+        .query_rollups("d-1", "cpu", &[], late_ts, late_ts)
+        .unwrap()[0]
+        .buckets[0];
+    let mut late = report(100_001, late_ts);
+    late.samples[0].value = 1e9;
+    store.ingest("d-1", &late, now).unwrap();
+    store.compact().unwrap();
+    let after = store
+        .query_rollups("d-1", "cpu", &[], late_ts, late_ts)
+        .unwrap()[0]
+        .buckets[0];
+    assert_eq!(after.count, before.count + 1);
+    assert_eq!(after.max, 1e9);
+    assert!(points(&store, "d-1", "cpu", late_ts, late_ts).is_empty());
+
+    // Running it again deletes nothing more; reopening keeps the horizons.
+    assert_eq!(
+        store.enforce_retention(now).unwrap(),
+        crate::store::retention::RetentionStats::default()
+    );
+    let path = dir.path().join("db");
+    store.close().await.unwrap();
+    let store = open_at(&path, options(3, 10));
+    assert_eq!(store.horizon(Kind::Raw), raw_horizon);
+    assert_eq!(store.horizon(Kind::Rollup), rollup_horizon);
+}

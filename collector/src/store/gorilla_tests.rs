@@ -1,0 +1,113 @@
+use super::*;
+use proptest::prelude::*;
+
+fn round_trip(ts: &[i64], cols: &[Vec<f64>]) {
+    let refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+    let bytes = encode(ts, &refs).unwrap();
+    let (ts2, cols2) = decode(&bytes).unwrap();
+    assert_eq!(ts2, ts);
+    assert_eq!(cols2.len(), cols.len());
+    for (a, b) in cols.iter().zip(&cols2) {
+        let a: Vec<u64> = a.iter().map(|v| v.to_bits()).collect();
+        let b: Vec<u64> = b.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(a, b);
+    }
+}
+
+/// Strictly increasing timestamps from a start and positive gaps.
+fn timestamps(start: i64, gaps: &[u32]) -> Vec<i64> {
+    let mut t = start;
+    let mut out = vec![t];
+    for g in gaps {
+        t = t.saturating_add(i64::from(*g) + 1);
+        if t == *out.last().unwrap() {
+            break;
+        }
+        out.push(t);
+    }
+    out
+}
+
+fn value_strategy() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        any::<f64>().prop_filter("NaN-free", |v| !v.is_nan()),
+        (-1000i64..1000).prop_map(|v| v as f64),
+        any::<i64>().prop_map(|v| v as f64),
+        Just(0.0),
+        Just(-0.0),
+        Just(f64::MAX),
+        Just(f64::MIN_POSITIVE),
+        (0.0f64..1.0),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn any_increasing_series_round_trips_exactly(
+        start in any::<i64>().prop_map(|v| v / 2),
+        gaps in prop::collection::vec(prop_oneof![Just(29_999u32), 0u32..100, any::<u32>()], 0..300),
+        seed in prop::collection::vec(value_strategy(), 1..300),
+    ) {
+        let ts = timestamps(start, &gaps);
+        let values: Vec<f64> = (0..ts.len()).map(|i| seed[i % seed.len()]).collect();
+        round_trip(&ts, &[values]);
+    }
+
+    #[test]
+    fn several_columns_round_trip(
+        gaps in prop::collection::vec(0u32..1_000_000, 0..100),
+        a in prop::collection::vec(value_strategy(), 101),
+        b in prop::collection::vec((0u32..1_000).prop_map(f64::from), 101),
+    ) {
+        let ts = timestamps(1_767_225_600_000, &gaps);
+        let n = ts.len();
+        round_trip(&ts, &[a[..n].to_vec(), b[..n].to_vec(), vec![7.5; n]]);
+    }
+
+    #[test]
+    fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        let _ = decode(&bytes);
+    }
+}
+
+#[test]
+fn edge_cases_round_trip() {
+    let ts = [0, 1, 2, 3];
+    round_trip(&ts, &[vec![5.0; 4]]);
+    round_trip(&ts, &[vec![-0.0, 0.0, -0.0, 0.0]]);
+    round_trip(
+        &[i64::MIN, -1, i64::MAX],
+        &[vec![f64::MIN, f64::MAX, f64::EPSILON]],
+    );
+    round_trip(&[1, i64::MAX], &[vec![1e300, -1e-300]]);
+    round_trip(&[], &[vec![]]);
+    round_trip(&[42], &[vec![f64::INFINITY]]);
+    round_trip(
+        &ts,
+        &[vec![9.007_199_254_740_993e15, 2f64.powi(60), -1.0, 3.0]],
+    );
+}
+
+#[test]
+fn out_of_order_and_duplicate_timestamps_are_refused() {
+    assert_eq!(
+        encode(&[1, 3, 2], &[&[0.0, 0.0, 0.0]]),
+        Err(CodecError::NotIncreasing { index: 2 })
+    );
+    assert_eq!(
+        encode(&[1, 1], &[&[0.0, 0.0]]),
+        Err(CodecError::NotIncreasing { index: 1 })
+    );
+    assert!(matches!(
+        encode(&[1, 2], &[&[0.0]]),
+        Err(CodecError::ColumnLength { .. })
+    ));
+}
+
+#[test]
+fn regular_counters_take_about_two_bits_a_sample() {
+    let ts: Vec<i64> = (0..720).map(|i| 1_767_225_600_000 + i * 30_000).collect();
+    let counter: Vec<f64> = (0..720i64).map(|i| (i * 6_000_000) as f64).collect();
+    let bytes = encode(&ts, &[&counter]).unwrap();
+    assert!(bytes.len() < 720 * 2 / 8 + 40, "{} bytes", bytes.len());
+}

@@ -1,0 +1,321 @@
+//! Series queries: chunks plus the log records not folded yet, raw samples or
+//! 5-minute rollups chosen by range and step. A read holds its device's fold
+//! lock shared, so a concurrent fold cannot make it see a sample twice (in
+//! the log and in the chunk) or not at all.
+
+use super::compact::{Rollup, decode_chunk, decode_rollups, rollups_of};
+use super::series::{self, Kind};
+use super::{Result, Store, StoreError, log};
+use std::collections::BTreeMap;
+use vakt_proto::v1;
+
+/// One series' rollups over a range.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RollupSeries {
+    pub metric: String,
+    pub attributes: Vec<v1::Attribute>,
+    pub buckets: Vec<Rollup>,
+}
+
+/// Which data a query reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    Raw,
+    Rollup,
+}
+
+impl Store {
+    /// Every series of `metric` for the device whose attributes include
+    /// `filter`, with samples in `[since_ms, until_ms]`, in time order. Raw
+    /// samples while the range is within raw retention, else 5-minute means.
+    pub fn query_series(
+        &self,
+        device_id: &str,
+        metric: &str,
+        filter: &[v1::Attribute],
+        since_ms: i64,
+        until_ms: i64,
+        max_points: usize,
+    ) -> Result<Vec<v1::Series>> {
+        self.query_series_step(device_id, metric, filter, since_ms, until_ms, 0, max_points)
+    }
+
+    /// Raw or rollup data is picked by [`Store::resolution_for`]. With a step,
+    /// each point is the mean of the samples in its step-aligned interval
+    /// (weighted by sample count, so rollups and raw data agree).
+    #[allow(clippy::too_many_arguments)]
+    pub fn query_series_step(
+        &self,
+        device_id: &str,
+        metric: &str,
+        filter: &[v1::Attribute],
+        since_ms: i64,
+        until_ms: i64,
+        step_ms: i64,
+        max_points: usize,
+    ) -> Result<Vec<v1::Series>> {
+        let resolution = self.resolution_for(since_ms, step_ms);
+        let series: Vec<(String, Vec<v1::Attribute>, Vec<Rollup>)> = match resolution {
+            Resolution::Raw => self
+                .raw_samples(device_id, metric, filter, since_ms, until_ms)?
+                .into_iter()
+                .map(|(m, a, points)| {
+                    let as_rollups = points.into_iter().map(|(t, v)| Rollup::of(t, v)).collect();
+                    (m, a, as_rollups)
+                })
+                .collect(),
+            Resolution::Rollup => self
+                .query_rollups(device_id, metric, filter, since_ms, until_ms)?
+                .into_iter()
+                .map(|s| (s.metric, s.attributes, s.buckets))
+                .collect(),
+        };
+        let mut out = Vec::with_capacity(series.len());
+        let mut total = 0usize;
+        for (metric, attributes, buckets) in series {
+            let points = per_step(buckets, step_ms);
+            total += points.len();
+            if total > max_points {
+                return Err(StoreError::TooManyPoints(max_points));
+            }
+            if !points.is_empty() {
+                out.push(v1::Series {
+                    metric,
+                    attributes,
+                    points,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rollups when retention has deleted raw samples of the range, or when
+    /// the step is at least a bucket wide (no raw sample is needed then).
+    pub fn resolution_for(&self, since_ms: i64, step_ms: i64) -> Resolution {
+        if step_ms >= series::BUCKET_MS || since_ms < self.horizon(Kind::Raw) {
+            Resolution::Rollup
+        } else {
+            Resolution::Raw
+        }
+    }
+
+    /// Raw samples of every matching series, in series then time order.
+    #[allow(clippy::type_complexity)]
+    pub fn raw_samples(
+        &self,
+        device_id: &str,
+        metric: &str,
+        filter: &[v1::Attribute],
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<(String, Vec<v1::Attribute>, Vec<(i64, f64)>)>> {
+        let _shared = self.fold_locks[super::stripe_of(device_id)]
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut by_series: BTreeMap<Vec<u8>, BTreeMap<i64, f64>> = BTreeMap::new();
+        self.each_chunk(
+            Kind::Raw,
+            device_id,
+            metric,
+            filter,
+            since_ms,
+            until_ms,
+            |id, key, bytes| {
+                let points = by_series.entry(id.to_vec()).or_default();
+                for (t, v) in decode_chunk(key, bytes)? {
+                    if (since_ms..=until_ms).contains(&t) {
+                        points.insert(t, v);
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        self.each_logged(device_id, metric, filter, since_ms, until_ms, |id, t, v| {
+            by_series.entry(id.to_vec()).or_default().insert(t, v);
+        })?;
+        Ok(by_series
+            .into_iter()
+            .filter(|(_, points)| !points.is_empty())
+            .filter_map(|(id, points)| {
+                let (metric, attributes) = series::split_series_id(&id)?;
+                Some((metric, attributes, points.into_iter().collect()))
+            })
+            .collect())
+    }
+
+    /// 5-minute rollups of every matching series whose bucket starts in
+    /// `[bucket_of(since_ms), until_ms]`, including samples not folded yet.
+    pub fn query_rollups(
+        &self,
+        device_id: &str,
+        metric: &str,
+        filter: &[v1::Attribute],
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<RollupSeries>> {
+        let _shared = self.fold_locks[super::stripe_of(device_id)]
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let first = series::bucket_of(since_ms);
+        let mut by_series: BTreeMap<Vec<u8>, BTreeMap<i64, Rollup>> = BTreeMap::new();
+        let mut add = |id: &[u8], r: Rollup| {
+            by_series
+                .entry(id.to_vec())
+                .or_default()
+                .entry(r.bucket_start_ms)
+                .and_modify(|b| b.merge(&r))
+                .or_insert(r);
+        };
+        self.each_chunk(
+            Kind::Rollup,
+            device_id,
+            metric,
+            filter,
+            first,
+            until_ms,
+            |id, key, bytes| {
+                for r in decode_rollups(bytes).map_err(|e| super::compact::corrupt(key, e))? {
+                    if (first..=until_ms).contains(&r.bucket_start_ms) {
+                        add(id, r);
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        let mut logged: BTreeMap<Vec<u8>, BTreeMap<i64, f64>> = BTreeMap::new();
+        self.each_logged(device_id, metric, filter, first, until_ms, |id, t, v| {
+            logged.entry(id.to_vec()).or_default().insert(t, v);
+        })?;
+        for (id, points) in logged {
+            for r in rollups_of(points) {
+                add(&id, r);
+            }
+        }
+        Ok(by_series
+            .into_iter()
+            .filter_map(|(id, buckets)| {
+                let (metric, attributes) = series::split_series_id(&id)?;
+                Some(RollupSeries {
+                    metric,
+                    attributes,
+                    buckets: buckets.into_values().collect(),
+                })
+            })
+            .collect())
+    }
+
+    /// Calls `f(series id, key, value)` for every chunk of a matching series
+    /// whose window overlaps `[since_ms, until_ms]`.
+    #[allow(clippy::too_many_arguments)]
+    fn each_chunk(
+        &self,
+        kind: Kind,
+        device_id: &str,
+        metric: &str,
+        filter: &[v1::Attribute],
+        since_ms: i64,
+        until_ms: i64,
+        mut f: impl FnMut(&[u8], &[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let prefix = series::metric_prefix(kind, device_id, metric);
+        // Everything after the device's "c/<device>/" is the series id.
+        let id_start = prefix.len() - metric.len() - 1;
+        let mut cursor = prefix.clone();
+        loop {
+            let Some(first) = self.telemetry.range(cursor.clone()..).keys().next() else {
+                break;
+            };
+            let key = first?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let Some(nul) = key[prefix.len()..].iter().position(|b| *b == 0) else {
+                return Err(super::compact::corrupt(
+                    &key,
+                    "chunk key without series terminator",
+                ));
+            };
+            let id_end = prefix.len() + nul + 1;
+            let id = key[id_start..id_end].to_vec();
+            // The next series sorts after every key of this one.
+            cursor = key[..id_end - 1].to_vec();
+            cursor.push(1);
+            let attributes = series::decode_attributes(&key[prefix.len()..id_end - 1]);
+            if !filter.iter().all(|a| attributes.contains(a)) {
+                continue;
+            }
+            let from = series::chunk_key(kind, device_id, &id, series::window_of(since_ms));
+            let to = series::chunk_key(kind, device_id, &id, until_ms);
+            for item in self.telemetry.range(from..=to) {
+                let (k, v) = item?;
+                f(&id, &k, &v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f(series id, ts, value)` for every logged (not yet folded)
+    /// sample of a matching series in `[since_ms, until_ms]`, oldest record first.
+    fn each_logged(
+        &self,
+        device_id: &str,
+        metric: &str,
+        filter: &[v1::Attribute],
+        since_ms: i64,
+        until_ms: i64,
+        mut f: impl FnMut(&[u8], i64, f64),
+    ) -> Result<()> {
+        let mut wanted = metric.as_bytes().to_vec();
+        wanted.push(0x1e);
+        for item in self.telemetry.scan_prefix(series::log_prefix(device_id)) {
+            let (key, value) = item?;
+            for (id, samples) in
+                log::decode(&value).map_err(|e| super::compact::corrupt(&key, e))?
+            {
+                if !id.starts_with(&wanted) {
+                    continue;
+                }
+                if !filter.is_empty() {
+                    let attributes = series::split_series_id(&id)
+                        .map(|(_, a)| a)
+                        .unwrap_or_default();
+                    if !filter.iter().all(|a| attributes.contains(a)) {
+                        continue;
+                    }
+                }
+                for (t, v) in samples {
+                    if (since_ms..=until_ms).contains(&t) {
+                        f(&id, t, v);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Step-aligned means of time-ordered buckets (the buckets themselves without a step).
+fn per_step(buckets: Vec<Rollup>, step_ms: i64) -> Vec<v1::Point> {
+    let mut merged: Vec<Rollup> = Vec::new();
+    for b in buckets {
+        let at = if step_ms > 0 {
+            b.bucket_start_ms - b.bucket_start_ms.rem_euclid(step_ms)
+        } else {
+            b.bucket_start_ms
+        };
+        match merged.last_mut() {
+            Some(last) if last.bucket_start_ms == at => last.merge(&b),
+            _ => merged.push(Rollup {
+                bucket_start_ms: at,
+                ..b
+            }),
+        }
+    }
+    merged
+        .into_iter()
+        .map(|r| v1::Point {
+            timestamp_unix_ms: r.bucket_start_ms,
+            value: r.mean(),
+        })
+        .collect()
+}

@@ -1,0 +1,168 @@
+//! Retention, and the background task that runs it with the compactor.
+//!
+//! Retention walks the time index (`wc/`, `wr/`, ordered by window start) up
+//! to the cutoff and deletes whole windows: a raw chunk goes once every
+//! sample in it is older than the raw retention, a rollup once older than
+//! the rollup retention. Nothing newer is read or touched.
+
+use super::series::{self, Kind};
+use super::{Result, Store};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Deletions per sled batch: bounds the memory of one retention step.
+const DELETE_BATCH: usize = 1_000;
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RetentionStats {
+    pub raw_chunks_deleted: usize,
+    pub rollups_deleted: usize,
+}
+
+/// What the telemetry tree holds (a full scan: for benchmarks and ops, not hot paths).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct StorageStats {
+    pub raw_chunks: u64,
+    pub raw_samples: u64,
+    /// Encoded chunk values only.
+    pub raw_bytes: u64,
+    pub raw_key_and_value_bytes: u64,
+    pub rollup_chunks: u64,
+    pub rollup_bytes: u64,
+    pub rollup_key_and_value_bytes: u64,
+    pub log_records: u64,
+    pub log_bytes: u64,
+    pub all_key_and_value_bytes: u64,
+}
+
+impl Store {
+    pub fn storage_stats(&self) -> Result<StorageStats> {
+        let mut st = StorageStats::default();
+        for item in self.telemetry.iter() {
+            let (k, v) = item?;
+            let both = (k.len() + v.len()) as u64;
+            st.all_key_and_value_bytes += both;
+            if k.starts_with(b"c/") {
+                st.raw_chunks += 1;
+                st.raw_bytes += v.len() as u64;
+                st.raw_key_and_value_bytes += both;
+                // The sample count is the varint after the version byte.
+                let mut header = v.get(1..).unwrap_or_default();
+                st.raw_samples += super::gorilla::get_varint(&mut header).unwrap_or(0);
+            } else if k.starts_with(b"r/") {
+                st.rollup_chunks += 1;
+                st.rollup_bytes += v.len() as u64;
+                st.rollup_key_and_value_bytes += both;
+            } else if k.starts_with(b"l/") {
+                st.log_records += 1;
+                st.log_bytes += v.len() as u64;
+            }
+        }
+        Ok(st)
+    }
+
+    /// Windows of `kind` ending at or before this have been deleted.
+    pub fn horizon(&self, kind: Kind) -> i64 {
+        self.horizons[kind as usize].load(Ordering::Acquire)
+    }
+
+    /// Deletes what retention no longer keeps at `now_ms`.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<RetentionStats> {
+        Ok(RetentionStats {
+            raw_chunks_deleted: self.expire(
+                Kind::Raw,
+                now_ms.saturating_sub(self.options.raw_retention_ms),
+            )?,
+            rollups_deleted: self.expire(
+                Kind::Rollup,
+                now_ms.saturating_sub(self.options.rollup_retention_ms),
+            )?,
+        })
+    }
+
+    /// Deletes every `kind` chunk whose window ends at or before `cutoff_ms`.
+    fn expire(&self, kind: Kind, cutoff_ms: i64) -> Result<usize> {
+        let tag = kind.index_tag();
+        // Windows starting at or before this one end at or before the cutoff.
+        let last_start = cutoff_ms.saturating_sub(series::WINDOW_MS);
+        if last_start < 0 {
+            return Ok(0);
+        }
+        let mut end = tag.to_vec();
+        end.extend_from_slice(&series::timestamp_bytes(last_start.saturating_add(1)));
+        let mut deleted = 0;
+        // Raise the horizon first: queries then read rollups for the range
+        // being deleted, and folds stop writing into it.
+        let horizon = series::window_of(last_start).saturating_add(series::WINDOW_MS);
+        if horizon > self.horizon(kind) {
+            self.telemetry.insert(
+                series::horizon_key(kind),
+                &series::timestamp_bytes(horizon)[..],
+            )?;
+            self.horizons[kind as usize].fetch_max(horizon, Ordering::AcqRel);
+        }
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for item in self.telemetry.range(tag.to_vec()..end.clone()).keys() {
+                let index = item?;
+                let chunk = &index[tag.len() + 8..];
+                // A fold never writes a window at or before the cutoff (it
+                // checks the same retention), so this cannot race a rewrite.
+                batch.remove(chunk);
+                batch.remove(index.clone());
+                n += 1;
+                if n == DELETE_BATCH {
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+            self.telemetry.apply_batch(batch)?;
+            deleted += n;
+        }
+        Ok(deleted)
+    }
+}
+
+/// Runs a compaction pass and then retention every `every`, on the blocking
+/// pool, until `stop` resolves. `store` picks the store out of the shared state.
+pub async fn run_maintenance<T: Send + Sync + 'static>(
+    owner: Arc<T>,
+    store: fn(&T) -> &Store,
+    every: Duration,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let owner = owner.clone();
+        let pass = tokio::task::spawn_blocking(move || {
+            let store = store(&owner);
+            let now = vakt_proto::now_unix_ms();
+            let compacted = store.compact()?;
+            let expired = store.enforce_retention(now)?;
+            Ok::<_, super::StoreError>((compacted, expired))
+        })
+        .await;
+        match pass {
+            Ok(Ok((c, r))) => tracing::debug!(
+                devices = c.devices,
+                records = c.records,
+                chunks = c.chunks_written,
+                failed = c.failed,
+                raw_deleted = r.raw_chunks_deleted,
+                rollups_deleted = r.rollups_deleted,
+                "storage maintenance pass"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "storage maintenance pass failed"),
+            Err(e) => tracing::error!(error = %e, "storage maintenance task failed"),
+        }
+    }
+}
