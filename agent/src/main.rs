@@ -113,12 +113,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// RUST_LOG with per-target levels (`debug`, `vakt_agent=debug,h2=warn`), read
+/// by `Targets` rather than `EnvFilter`: the same syntax without span and field
+/// filters, and without the regex engine those need, which would be most of
+/// the agent's code pages. An unreadable RUST_LOG falls back to `info`.
 fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| spec.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
         .try_init();
 }
 

@@ -196,10 +196,16 @@ fn kinds(batch: &ReportBatch) -> Vec<EventKind> {
 #[tokio::test(flavor = "current_thread")]
 async fn enroll_report_refuse_and_recover() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter("vakt_agent=info")
-        .try_init();
+    {
+        use tracing_subscriber::prelude::*;
+        let _ = tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().with_test_writer())
+            .with(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("vakt_agent", tracing::Level::INFO),
+            )
+            .try_init();
+    }
     let fake = Fake {
         ca: Arc::new(new_ca("fake vakt CA")),
         stored: Default::default(),
