@@ -6,10 +6,10 @@ One metric of one device over a time range: raw samples, or with --step one poin
 (aligned to multiples of the step, stamped with the step's start) combined by --agg: avg \
 (default), min, max, last, count, sum or p95. One series per attribute set.
 
-Long ranges are cheap: where raw samples are past their retention (default 14 days) the \
-collector answers from its 5-minute rollups (min, max, sum, count), so a year at --step 1d reads \
-rollups, not every sample, and steps there are at least 5 minutes. Over rollups avg, min, max, \
-count and sum are exact; last and p95 can only be approximated.
+Long ranges are cheap with --agg avg (the default): with a step of 5 minutes or more, or where \
+raw samples are past their retention (default 14 days), the collector answers from its 5-minute \
+rollups, so a year at --step 1d reads rollups, not every sample. The other aggregations read raw \
+samples, so they cover the raw retention only and may ask for a larger step.
 
 Examples:
   vaktctl metrics web-1 system.cpu.utilization --since 24h --step 5m
