@@ -50,10 +50,9 @@ impl Software {
 
 /// Remembers the hash of the last reading and re-reads only when a database
 /// file changed. The package set itself is not kept: hundreds of packages as
-/// keyed strings were most of the agent's private memory (~1 MiB for ~700
-/// packages, docs/BENCHMARKS.md "Agent footprint"), and the set is needed only
-/// when it changed, to compute what to send — then [`SoftwareReader::load`]
-/// reads it again.
+/// keyed strings are needed only when the set changed, to
+/// compute what to send — then [`SoftwareReader::load`] reads it again
+/// (docs/BENCHMARKS.md "Agent footprint", lever 5).
 pub struct SoftwareReader {
     rootfs: PathBuf,
     stamp: Option<Stamp>,
