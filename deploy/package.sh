@@ -19,6 +19,10 @@ profile=release
 # The agent ships with its own size-optimized profile (Cargo.toml,
 # [profile.release-agent]): smaller code is less resident memory.
 agent_profile=release-agent
+# ... linked statically against musl (agent/build.rs, docs/BENCHMARKS.md "Agent
+# footprint"): glibc's shared libraries were a third of its resident memory.
+# Needs `rustup target add <arch>-unknown-linux-musl` and musl-tools (ring's C).
+agent_target=$(uname -m)-unknown-linux-musl
 build=1
 target_dir=${CARGO_TARGET_DIR:-}
 out=
@@ -26,7 +30,7 @@ compression=xz
 usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while (($#)); do
   case $1 in
-    --profile) profile=${2:?}; agent_profile=$profile; shift 2 ;;
+    --profile) profile=${2:?}; agent_profile=$profile; agent_target=; shift 2 ;;
     --no-build) build=0; shift ;;
     --target-dir) target_dir=${2:?}; shift 2 ;;
     --out) out=${2:?}; shift 2 ;;
@@ -46,10 +50,16 @@ if [[ -z $target_dir ]]; then
   target_dir=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["target_directory"])' "$metadata")
 fi
 out=${out:-$target_dir/debian}
+agent_dir=$agent_profile
+target_args=()
+if [[ -n $agent_target ]]; then
+  agent_dir=$agent_target/$agent_profile
+  target_args=(--target "$agent_target")
+fi
 if ((build)); then
-  cargo build --locked --profile "$agent_profile" --target-dir "$target_dir" --bins -p vakt-agent
+  cargo build --locked --profile "$agent_profile" "${target_args[@]}" --target-dir "$target_dir" --bins -p vakt-agent
   cargo build --locked --profile "$profile" --target-dir "$target_dir" --bins -p vakt-collector
 fi
 python3 deploy/debian/assemble.py --metadata "$metadata" --profile "$profile" \
   --target-dir "$target_dir" --out "$out" --compression "$compression" \
-  --package-profile "vakt-agent=$agent_profile" vakt-agent vakt-collector
+  --package-profile "vakt-agent=$agent_dir" vakt-agent vakt-collector

@@ -49,7 +49,7 @@ pub fn collect_once(config: &config::AgentConfig) -> anyhow::Result<vakt_proto::
     // The full software list, as a first report to a collector would carry it.
     if let Some(software) = collector.software() {
         batch.software_hash = software.hash.clone();
-        batch.software = Some(run::software_full(software));
+        batch.software = Some(run::software_full(&software));
     }
     vakt_proto::validate::report_batch(&batch, batch.collected_at_unix_ms)
         .map_err(|e| anyhow::anyhow!("assembled report does not validate: {e}"))?;

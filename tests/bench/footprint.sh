@@ -8,9 +8,10 @@
 #   tests/bench/footprint.sh                 # ROUNDS=3 WARMUP=15 DURATION=60 INTERVAL=5
 #   ONLY=vakt-agent ROUNDS=1 tests/bench/footprint.sh
 #   AGENT_PROFILE=release tests/bench/footprint.sh   # the agent as a plain release build
+#   AGENT_TARGET= tests/bench/footprint.sh           # dynamically linked against glibc
 #
 # Needs (bench only, not CI): apt-get install prometheus-node-exporter collectd-core
-# zabbix-agent monit curl python3. Runs everything on loopback, as root or not.
+# zabbix-agent monit curl python3 musl-tools; rustup target add x86_64-unknown-linux-musl. Runs everything on loopback, as root or not.
 # vakt-agent runs optimized (profile release-agent), enrolled with a real local collector over
 # mTLS, spool on; node_exporter is scraped by a curl loop (curl's own CPU is not
 # counted, node_exporter's work for the scrape is); zabbix_agentd answers 12
@@ -33,13 +34,21 @@ for tool in prometheus-node-exporter collectd zabbix_agentd monit curl python3; 
     fi
 done
 PATH=$PATH:/usr/sbin
-# The agent is measured as it ships: the release-agent profile (Cargo.toml).
+# The agent is measured as it ships (deploy/package.sh): the release-agent
+# profile (Cargo.toml), linked statically against musl (agent/build.rs).
+# AGENT_TARGET= measures a build for the host's default (glibc) target instead.
 AGENT_PROFILE=${AGENT_PROFILE:-release-agent}
+AGENT_TARGET=${AGENT_TARGET-$(uname -m)-unknown-linux-musl}
+target_args=()
+bin="$root/target/$AGENT_PROFILE"
+if [[ -n $AGENT_TARGET ]]; then
+    target_args=(--target "$AGENT_TARGET")
+    bin="$root/target/$AGENT_TARGET/$AGENT_PROFILE"
+fi
 if [[ -z ${SKIP_BUILD:-} ]]; then
-    cargo build --profile "$AGENT_PROFILE" -p vakt-agent --bins >&2
+    cargo build --profile "$AGENT_PROFILE" "${target_args[@]}" -p vakt-agent --bins >&2
     cargo build --release -p vakt-collector --bins >&2
 fi
-bin="$root/target/$AGENT_PROFILE"
 # The collector is not measured; any build of it will do (COLLECTOR_BIN_DIR=target/debug).
 cbin=${COLLECTOR_BIN_DIR:-$root/target/release}
 work=$(mktemp -d "${TMPDIR:-/tmp}/vakt-footprint.XXXXXX")

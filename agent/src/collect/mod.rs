@@ -58,10 +58,15 @@ impl Collector {
         inventory
     }
 
-    /// Installed packages; None when no package database is readable. Cheap
-    /// when nothing changed (one `stat` per database file).
-    pub fn software(&mut self) -> Option<&software::Software> {
-        self.software.read()
+    /// The installed packages' hash; None when no package database is
+    /// readable. Cheap when nothing changed (one `stat` per database file).
+    pub fn software_hash(&mut self) -> Option<Vec<u8>> {
+        self.software.hash().map(<[u8]>::to_vec)
+    }
+
+    /// The installed packages, read now (the set is not kept in memory).
+    pub fn software(&self) -> Option<software::Software> {
+        self.software.load()
     }
 }
 

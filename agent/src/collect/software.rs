@@ -48,11 +48,15 @@ impl Software {
     }
 }
 
-/// Keeps the last reading and re-reads only when a database file changed.
+/// Remembers the hash of the last reading and re-reads only when a database
+/// file changed. The package set itself is not kept: hundreds of packages as
+/// keyed strings are needed only when the set changed, to
+/// compute what to send — then [`SoftwareReader::load`] reads it again
+/// (docs/BENCHMARKS.md "Agent footprint", lever 5).
 pub struct SoftwareReader {
     rootfs: PathBuf,
     stamp: Option<Stamp>,
-    current: Option<Software>,
+    hash: Option<Vec<u8>>,
 }
 
 impl SoftwareReader {
@@ -60,18 +64,24 @@ impl SoftwareReader {
         Self {
             rootfs: rootfs.to_owned(),
             stamp: None,
-            current: None,
+            hash: None,
         }
     }
 
-    /// The installed packages now; None when no package database is readable.
-    pub fn read(&mut self) -> Option<&Software> {
+    /// The hash of the installed packages now; None when no package database
+    /// is readable. One `stat` per database file when nothing changed.
+    pub fn hash(&mut self) -> Option<&[u8]> {
         let stamp = self.stamp();
         if self.stamp.as_ref() != Some(&stamp) {
-            self.current = read_all(&self.rootfs).map(Software::new);
+            self.hash = self.load().map(|s| s.hash);
             self.stamp = Some(stamp);
         }
-        self.current.as_ref()
+        self.hash.as_deref()
+    }
+
+    /// The installed packages, read now.
+    pub fn load(&self) -> Option<Software> {
+        read_all(&self.rootfs).map(Software::new)
     }
 
     fn stamp(&self) -> Stamp {
@@ -94,8 +104,14 @@ impl SoftwareReader {
 
 /// Reads every database present; None when none could be read.
 pub fn read_all(rootfs: &Path) -> Option<SoftwareSet> {
-    let dpkg = match std::fs::read_to_string(rootfs.join(DPKG_STATUS)) {
-        Ok(text) => Some(parse_dpkg_status(&text)),
+    // Streamed, not read into one String: the status file is often larger
+    // than glibc's mmap threshold, and freeing such a block raises the
+    // threshold (and the heap's trim threshold with it) for the rest of the
+    // process's life, so later freed memory would stay resident.
+    let dpkg = match std::fs::File::open(rootfs.join(DPKG_STATUS))
+        .and_then(|f| parse_dpkg_status_from(std::io::BufReader::new(f)))
+    {
+        Ok(packages) => Some(packages),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
             tracing::debug!("cannot read the dpkg database: {e}");
@@ -159,32 +175,65 @@ fn package(name: &str, version: &str, architecture: &str, source: &str) -> Optio
 /// `dpkg -l` lists them with `ii`/`hi`/`ri`. Half-installed, unpacked,
 /// config-files and not-installed entries are not installed software.
 pub fn parse_dpkg_status(text: &str) -> Vec<Package> {
-    let mut out = Vec::new();
-    for paragraph in text.split("\n\n") {
-        let (mut name, mut version, mut arch, mut status) = ("", "", "", "");
-        for line in paragraph.lines() {
-            // Continuation lines (descriptions, conffiles) start with a space.
-            if line.starts_with([' ', '\t']) {
-                continue;
-            }
-            let Some((field, value)) = line.split_once(':') else {
-                continue;
-            };
-            let value = value.trim();
-            match field {
-                "Package" => name = value,
-                "Version" => version = value,
-                "Architecture" => arch = value,
-                "Status" => status = value,
-                _ => {}
-            }
-        }
-        let words: Vec<&str> = status.split_whitespace().collect();
-        if words.len() == 3 && words[1] == "ok" && words[2] == "installed" {
-            out.extend(package(name, version, arch, "dpkg"));
+    // Reading from memory cannot fail.
+    parse_dpkg_status_from(text.as_bytes()).unwrap_or_default()
+}
+
+/// [`parse_dpkg_status`] line by line from a reader; bytes that are not
+/// UTF-8 (in descriptions, say) are replaced, not an error.
+pub fn parse_dpkg_status_from(mut reader: impl std::io::BufRead) -> std::io::Result<Vec<Package>> {
+    #[derive(Default)]
+    struct Paragraph {
+        name: String,
+        version: String,
+        arch: String,
+        status: String,
+    }
+    impl Paragraph {
+        fn installed(&self) -> bool {
+            let words: Vec<&str> = self.status.split_whitespace().collect();
+            words.len() == 3 && words[1] == "ok" && words[2] == "installed"
         }
     }
-    out
+    let mut out = Vec::new();
+    let mut line = Vec::new();
+    let mut paragraph = Paragraph::default();
+    loop {
+        line.clear();
+        let end = reader.read_until(b'\n', &mut line)? == 0;
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if end || text.is_empty() {
+            if paragraph.installed() {
+                out.extend(package(
+                    &paragraph.name,
+                    &paragraph.version,
+                    &paragraph.arch,
+                    "dpkg",
+                ));
+            }
+            paragraph = Paragraph::default();
+            if end {
+                return Ok(out);
+            }
+            continue;
+        }
+        // Continuation lines (descriptions, conffiles) start with a space.
+        if text.starts_with([' ', '\t']) {
+            continue;
+        }
+        let Some((field, value)) = text.split_once(':') else {
+            continue;
+        };
+        let slot = match field {
+            "Package" => &mut paragraph.name,
+            "Version" => &mut paragraph.version,
+            "Architecture" => &mut paragraph.arch,
+            "Status" => &mut paragraph.status,
+            _ => continue,
+        };
+        value.trim().clone_into(slot);
+    }
 }
 
 fn read_rpm() -> Option<Vec<Package>> {
@@ -328,17 +377,20 @@ Version: 2024a-0+deb12u1
     fn reader_rereads_only_when_the_database_changes() {
         let dir = tempfile::tempdir().unwrap();
         let mut reader = SoftwareReader::new(dir.path());
-        assert!(reader.read().is_none(), "no database: unknown, not empty");
+        assert!(reader.hash().is_none(), "no database: unknown, not empty");
         write(dir.path(), DPKG_STATUS, DPKG_STATUS_FIXTURE);
-        assert_eq!(reader.read().map(|s| s.packages.len()), Some(5));
-        // Same stamp: the cached set, even if the file's content were different.
+        let first = reader.hash().unwrap().to_vec();
+        assert_eq!(reader.load().map(|s| s.packages.len()), Some(5));
+        // Same stamp: the cached hash, even if the file's content were different.
         let stamp = reader.stamp.clone();
         assert_eq!(reader.stamp(), stamp.unwrap());
+        assert_eq!(reader.hash(), Some(first.as_slice()));
         let more = format!(
             "{DPKG_STATUS_FIXTURE}\nPackage: curl\nStatus: install ok installed\nArchitecture: amd64\nVersion: 7.88.1-10\n"
         );
         write(dir.path(), DPKG_STATUS, &more);
-        let set = &reader.read().unwrap().packages;
+        assert_ne!(reader.hash(), Some(first.as_slice()));
+        let set = &reader.load().unwrap().packages;
         assert_eq!(set.len(), 6);
         assert!(set.contains_key(&("curl".to_owned(), "amd64".to_owned())));
     }
@@ -364,10 +416,10 @@ Version: 2024a-0+deb12u1
         };
         let full = crate::run::software_full(&software).encoded_len();
         let mut reader = SoftwareReader::new(Path::new("/"));
-        reader.read();
+        reader.hash();
         let started = std::time::Instant::now();
         for _ in 0..1000 {
-            reader.read();
+            reader.hash();
         }
         let unchanged = started.elapsed() / 1000;
         eprintln!(

@@ -128,7 +128,11 @@ impl Agent {
             events,
             self.delivery.pending_dropped,
         )?;
-        let software = self.software.prepare(self.collector.software());
+        let collector = &mut self.collector;
+        let current_hash = collector.software_hash();
+        let software = self
+            .software
+            .prepare(current_hash.as_deref(), || collector.software());
         batch.software_hash = software.hash;
         batch.software = software.changes;
         let mut software_pending = software.pending;

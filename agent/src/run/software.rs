@@ -38,27 +38,21 @@ pub(super) struct Prepared {
 
 pub(super) struct SoftwareSync {
     path: PathBuf,
-    /// What the collector acknowledged last; None: nothing (send in full).
-    acked: Option<Software>,
+    /// The hash of what the collector acknowledged last; None: nothing (send
+    /// in full). The set itself stays on disk (`software.pb`) and is read
+    /// only to compute a change: holding it would cost more memory than the
+    /// rest of the agent's heap.
+    acked: Option<Vec<u8>>,
     spooled: Option<Spooled>,
     force_full: bool,
 }
 
 impl SoftwareSync {
-    /// Loads the acknowledged set; a missing or damaged file means the next
-    /// report sends the full list, which is always safe.
+    /// Loads the acknowledged set's hash; a missing or damaged file means the
+    /// next report sends the full list, which is always safe.
     pub(super) fn load(state_dir: &Path) -> Self {
         let path = state_path(state_dir);
-        let acked = std::fs::read(&path).ok().and_then(|bytes| {
-            let stored = SoftwareChanges::decode(bytes.as_slice()).ok()?;
-            let packages: SoftwareSet = stored
-                .upserted
-                .into_iter()
-                .map(|p| ((p.name.clone(), p.architecture.clone()), p))
-                .collect();
-            let software = Software::new(packages);
-            (software.hash == stored.result_hash).then_some(software)
-        });
+        let acked = read_acked(&path).map(|s| s.hash);
         Self {
             path,
             acked,
@@ -67,39 +61,69 @@ impl SoftwareSync {
         }
     }
 
-    /// The software fields of the next batch, given the current reading.
-    pub(super) fn prepare(&self, current: Option<&Software>) -> Prepared {
-        let Some(current) = current else {
+    /// The software fields of the next batch, given the current reading's
+    /// hash; `load_current` reads the current set, called only when the set
+    /// differs from the one the collector has (or will have).
+    pub(super) fn prepare(
+        &self,
+        current_hash: Option<&[u8]>,
+        load_current: impl FnOnce() -> Option<Software>,
+    ) -> Prepared {
+        let Some(current_hash) = current_hash else {
             return Prepared::default();
         };
-        let base = self
-            .spooled
-            .as_ref()
-            .map(|s| &s.software)
-            .or(self.acked.as_ref());
-        let changes = match base {
-            Some(base) if !self.force_full => {
-                if base.hash == current.hash {
-                    None
-                } else {
-                    let changes = diff(base, current);
-                    // A diff larger than the list itself is worth nothing.
-                    Some(
-                        if changes.upserted.len() + changes.removed.len() > current.packages.len() {
-                            full(current)
-                        } else {
-                            changes
-                        },
-                    )
-                }
+        let base_hash = match &self.spooled {
+            Some(s) => Some(s.software.hash.as_slice()),
+            None => self.acked.as_deref(),
+        };
+        if !self.force_full && base_hash == Some(current_hash) {
+            return Prepared {
+                hash: current_hash.to_vec(),
+                ..Default::default()
+            };
+        }
+        let Some(current) = load_current() else {
+            // Gone between the stat and the read: nothing to send this time.
+            return Prepared {
+                hash: current_hash.to_vec(),
+                ..Default::default()
+            };
+        };
+        let acked;
+        let base = match &self.spooled {
+            _ if self.force_full => None,
+            Some(s) => Some(&s.software),
+            None => {
+                acked = self.read_acked();
+                acked.as_ref()
             }
-            _ => Some(full(current)),
+        };
+        let changes = match base {
+            Some(base) if base.hash == current.hash => None,
+            Some(base) => {
+                let changes = diff(base, &current);
+                // A diff larger than the list itself is worth nothing.
+                Some(
+                    if changes.upserted.len() + changes.removed.len() > current.packages.len() {
+                        full(&current)
+                    } else {
+                        changes
+                    },
+                )
+            }
+            None => Some(full(&current)),
         };
         Prepared {
             hash: current.hash.clone(),
-            pending: changes.as_ref().map(|c| (current.clone(), c.full)),
+            pending: changes.as_ref().map(|c| (current, c.full)),
             changes,
         }
+    }
+
+    /// The acknowledged set, from disk, if it is the one whose hash we hold.
+    fn read_acked(&self) -> Option<Software> {
+        let acked = read_acked(&self.path)?;
+        (Some(&acked.hash) == self.acked.as_ref()).then_some(acked)
     }
 
     /// The batch `sequence` carrying a change is in the spool.
@@ -124,10 +148,15 @@ impl SoftwareSync {
             .is_some_and(|s| s.sequence <= acked_sequence)
             && let Some(spooled) = self.spooled.take()
         {
-            if let Err(e) = self.save(&spooled.software) {
-                tracing::warn!("{e:#}");
-            }
-            self.acked = Some(spooled.software);
+            self.acked = match self.save(&spooled.software) {
+                Ok(()) => Some(spooled.software.hash),
+                Err(e) => {
+                    // Without the set on disk there is nothing to diff
+                    // against: the next change goes in full.
+                    tracing::warn!("{e:#}");
+                    None
+                }
+            };
         }
         // A full list already on its way answers the request.
         if send_full && !self.spooled.as_ref().is_some_and(|s| s.full) {
@@ -154,6 +183,19 @@ impl SoftwareSync {
         };
         crate::state::write_atomic(&self.path, &stored.encode_to_vec(), 0o644, true)
     }
+}
+
+/// The set stored in `path` if it is whole (its hash matches).
+fn read_acked(path: &Path) -> Option<Software> {
+    let bytes = std::fs::read(path).ok()?;
+    let stored = SoftwareChanges::decode(bytes.as_slice()).ok()?;
+    let packages: SoftwareSet = stored
+        .upserted
+        .into_iter()
+        .map(|p| ((p.name.clone(), p.architecture.clone()), p))
+        .collect();
+    let software = Software::new(packages);
+    (software.hash == stored.result_hash).then_some(software)
 }
 
 pub fn full(current: &Software) -> SoftwareChanges {
@@ -214,6 +256,11 @@ mod tests {
         )
     }
 
+    /// `prepare` with the whole set at hand, as the collector module gives it.
+    fn prep(sync: &SoftwareSync, current: Option<&Software>) -> Prepared {
+        sync.prepare(current.map(|s| s.hash.as_slice()), || current.cloned())
+    }
+
     /// Applies a change the way the collector does, for checking.
     fn apply(base: &Software, c: &SoftwareChanges) -> Software {
         let mut packages = if c.full {
@@ -249,36 +296,53 @@ mod tests {
     fn first_report_is_full_then_diffs_chain_until_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
         let mut sync = SoftwareSync::load(dir.path());
-        assert!(
-            sync.prepare(None).changes.is_none(),
-            "unknown: nothing sent"
-        );
+        assert!(prep(&sync, None).changes.is_none(), "unknown: nothing sent");
 
         let a = set(&[("bash", "5.2"), ("vim", "9.0")]);
-        let p = sync.prepare(Some(&a));
+        let p = prep(&sync, Some(&a));
         assert!(p.changes.as_ref().unwrap().full);
         assert_eq!(p.hash, a.hash);
         sync.spooled(1, p.pending.unwrap());
         // Unchanged while the full list is in flight: nothing more to send.
-        assert!(sync.prepare(Some(&a)).changes.is_none());
+        assert!(prep(&sync, Some(&a)).changes.is_none());
 
         let b = set(&[("bash", "5.3"), ("vim", "9.0")]);
-        let p = sync.prepare(Some(&b));
+        let p = prep(&sync, Some(&b));
         let change = p.changes.unwrap();
         assert!(!change.full);
         assert_eq!(change.base_hash, a.hash, "chained on the spooled set");
         sync.spooled(2, p.pending.unwrap());
 
         sync.on_ack(2, false);
-        assert!(sync.prepare(Some(&b)).changes.is_none());
+        assert!(prep(&sync, Some(&b)).changes.is_none());
         // Remembered across a restart.
         let sync = SoftwareSync::load(dir.path());
-        assert_eq!(sync.acked.as_ref(), Some(&b));
+        assert_eq!(sync.acked.as_ref(), Some(&b.hash));
+        assert_eq!(sync.read_acked().as_ref(), Some(&b));
         let c = set(&[("vim", "9.0")]);
-        let change = sync.prepare(Some(&c)).changes.unwrap();
+        let change = prep(&sync, Some(&c)).changes.unwrap();
         assert_eq!(
             (change.full, change.removed.len(), change.base_hash),
             (false, 1, b.hash.clone())
+        );
+    }
+
+    #[test]
+    fn an_unchanged_set_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sync = SoftwareSync::load(dir.path());
+        let a = set(&[("bash", "5.2")]);
+        sync.spooled(1, prep(&sync, Some(&a)).pending.unwrap());
+        sync.on_ack(1, false);
+        let p = sync.prepare(Some(&a.hash), || panic!("read although unchanged"));
+        assert!(p.changes.is_none());
+        assert_eq!(p.hash, a.hash);
+        // After a restart too: only the hash is loaded.
+        let sync = SoftwareSync::load(dir.path());
+        assert!(
+            sync.prepare(Some(&a.hash), || panic!("read"))
+                .changes
+                .is_none()
         );
     }
 
@@ -287,22 +351,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut sync = SoftwareSync::load(dir.path());
         let a = set(&[("bash", "5.2")]);
-        let p = sync.prepare(Some(&a));
+        let p = prep(&sync, Some(&a));
         sync.spooled(1, p.pending.unwrap());
         sync.on_ack(1, false);
         let b = set(&[("bash", "5.3")]);
-        let p = sync.prepare(Some(&b));
+        let p = prep(&sync, Some(&b));
         sync.spooled(2, p.pending.unwrap());
         // The collector had lost its list: diff 2 ignored, full requested.
         sync.on_ack(2, true);
-        let p = sync.prepare(Some(&b));
+        let p = prep(&sync, Some(&b));
         assert!(p.changes.as_ref().unwrap().full);
         sync.spooled(3, p.pending.unwrap());
         // Acks for batches before the full list still ask; it is on its way.
         sync.on_ack(2, true);
-        assert!(sync.prepare(Some(&b)).changes.is_none());
+        assert!(prep(&sync, Some(&b)).changes.is_none());
         sync.on_ack(3, false);
-        assert!(sync.prepare(Some(&b)).changes.is_none());
+        assert!(prep(&sync, Some(&b)).changes.is_none());
     }
 
     #[test]
@@ -310,12 +374,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut sync = SoftwareSync::load(dir.path());
         let a = set(&[("bash", "5.2")]);
-        sync.spooled(1, sync.prepare(Some(&a)).pending.unwrap());
+        sync.spooled(1, prep(&sync, Some(&a)).pending.unwrap());
         sync.on_ack(1, false);
         let b = set(&[("bash", "5.3")]);
-        sync.spooled(2, sync.prepare(Some(&b)).pending.unwrap());
+        sync.spooled(2, prep(&sync, Some(&b)).pending.unwrap());
         sync.forget_unless(|_| false);
-        let change = sync.prepare(Some(&b)).changes.unwrap();
+        let change = prep(&sync, Some(&b)).changes.unwrap();
         assert_eq!(change.base_hash, a.hash);
     }
 
@@ -325,6 +389,6 @@ mod tests {
         std::fs::write(state_path(dir.path()), b"\xff\xff not protobuf").unwrap();
         let sync = SoftwareSync::load(dir.path());
         let a = set(&[("bash", "5.2")]);
-        assert!(sync.prepare(Some(&a)).changes.unwrap().full);
+        assert!(prep(&sync, Some(&a)).changes.unwrap().full);
     }
 }
