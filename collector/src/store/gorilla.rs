@@ -80,14 +80,29 @@ pub fn encode(timestamps: &[i64], columns: &[&[f64]]) -> Result<Vec<u8>, CodecEr
             put_integers(&mut w, ints.into_iter(), g);
             w
         });
-        match as_ints {
-            Some(ints) if ints.bit_len() < as_floats.bit_len() => {
-                bits.put(1, 1);
-                bits.append(&ints);
+        let mut best = (0u64, as_floats); // (mode bits as written, stream)
+        if let Some(ints) = as_ints {
+            if ints.bit_len() < best.1.bit_len() {
+                best = (0b10, ints);
             }
-            _ => {
+        }
+        // Ratios only for columns XOR encoding leaves expensive (utilizations
+        // with every mantissa bit set); the search costs more than the others.
+        if best.0 == 0 && best.1.bit_len() > 24 * values.len() {
+            let mut w = BitWriter::new(Vec::new());
+            put_ratios(&mut w, values);
+            if w.bit_len() < best.1.bit_len() {
+                best = (0b11, w);
+            }
+        }
+        match best {
+            (0, floats) => {
                 bits.put(0, 1);
-                bits.append(&as_floats);
+                bits.append(&floats);
+            }
+            (mode, stream) => {
+                bits.put(mode, 2);
+                bits.append(&stream);
             }
         }
     }
@@ -113,24 +128,26 @@ pub fn decode(bytes: &[u8]) -> Result<(Vec<i64>, Vec<Vec<f64>>), CodecError> {
     let timestamps = get_integers(&mut bits, count, 1)?;
     let mut columns = Vec::with_capacity(ncols as usize);
     for _ in 0..ncols {
-        let column = if bits.get(1)? == 1 {
-            let (k, g) = if version == VERSION_1 {
-                (0, 1)
-            } else {
+        let column = match (version, bits.get(1)?) {
+            (_, 0) => get_floats(&mut bits, count)?,
+            (VERSION_1, _) => get_integers(&mut bits, count, 1)?
+                .into_iter()
+                .map(|n| n as f64)
+                .collect(),
+            _ if bits.get(1)? == 1 => get_ratios(&mut bits, count)?,
+            _ => {
                 let k = bits.get(4)? as usize;
                 let len = bits.get(6)? as u32;
-                (k, bits.get(len)?)
-            };
-            if g == 0 || g > i64::MAX as u64 {
-                return Err(CodecError::Truncated);
+                let g = bits.get(len)?;
+                if g == 0 || g > i64::MAX as u64 {
+                    return Err(CodecError::Truncated);
+                }
+                let scale = POW10[k];
+                get_integers(&mut bits, count, g)?
+                    .into_iter()
+                    .map(|n| n as f64 / scale)
+                    .collect()
             }
-            let scale = POW10[k];
-            get_integers(&mut bits, count, g)?
-                .into_iter()
-                .map(|n| n as f64 / scale)
-                .collect()
-        } else {
-            get_floats(&mut bits, count)?
         };
         columns.push(column);
     }
@@ -190,22 +207,35 @@ fn put_integers(bits: &mut BitWriter, values: impl Iterator<Item = i64>, g: u64)
             bits.put(v as u64, 64);
         } else {
             let delta = v.wrapping_sub(prev);
-            let dod = zigzag(delta.wrapping_sub(prev_delta) / g);
-            match dod {
-                0 => bits.put(0, 1),
-                d if d < 1 << 7 => bits.put((0b10 << 7) | d, 9),
-                d if d < 1 << 9 => bits.put((0b110 << 9) | d, 12),
-                d if d < 1 << 12 => bits.put((0b1110 << 12) | d, 16),
-                d if d < 1 << 20 => bits.put((0b11110 << 20) | d, 25),
-                d => {
-                    bits.put(0b11111, 5);
-                    bits.put(d, 64);
-                }
-            }
+            put_dod(bits, zigzag(delta.wrapping_sub(prev_delta) / g));
             prev_delta = delta;
         }
         prev = v;
     }
+}
+
+/// One zigzagged delta-of-delta in the bucket code.
+fn put_dod(bits: &mut BitWriter, dod: u64) {
+    match dod {
+        0 => bits.put(0, 1),
+        d if d < 1 << 7 => bits.put((0b10 << 7) | d, 9),
+        d if d < 1 << 9 => bits.put((0b110 << 9) | d, 12),
+        d if d < 1 << 12 => bits.put((0b1110 << 12) | d, 16),
+        d if d < 1 << 20 => bits.put((0b11110 << 20) | d, 25),
+        d => {
+            bits.put(0b11111, 5);
+            bits.put(d, 64);
+        }
+    }
+}
+
+fn get_dod(bits: &mut BitReader) -> Result<u64, CodecError> {
+    let mut prefix = 0;
+    while prefix < 5 && bits.get(1)? == 1 {
+        prefix += 1;
+    }
+    let width = [0, 7, 9, 12, 20, 64][prefix];
+    Ok(if width == 0 { 0 } else { bits.get(width)? })
 }
 
 fn get_integers(bits: &mut BitReader, count: usize, g: u64) -> Result<Vec<i64>, CodecError> {
@@ -216,12 +246,7 @@ fn get_integers(bits: &mut BitReader, count: usize, g: u64) -> Result<Vec<i64>, 
         let v = if i == 0 {
             bits.get(64)? as i64
         } else {
-            let mut prefix = 0;
-            while prefix < 5 && bits.get(1)? == 1 {
-                prefix += 1;
-            }
-            let width = [0, 7, 9, 12, 20, 64][prefix];
-            let dod = unzigzag(if width == 0 { 0 } else { bits.get(width)? }).wrapping_mul(g);
+            let dod = unzigzag(get_dod(bits)?).wrapping_mul(g);
             let delta = prev_delta.wrapping_add(dod);
             prev_delta = delta;
             prev.wrapping_add(delta)
@@ -421,6 +446,10 @@ impl<'a> BitReader<'a> {
         Ok(v)
     }
 }
+
+#[path = "gorilla_ratio.rs"]
+mod ratio;
+use ratio::{get_ratios, put_ratios};
 
 #[cfg(test)]
 #[path = "gorilla_tests.rs"]

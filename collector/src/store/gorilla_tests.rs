@@ -187,3 +187,62 @@ fn version_1_chunks_still_decode() {
     assert_eq!(cols[0], vec![5.0, -7.0, (1u64 << 40) as f64]);
     assert_eq!(cols[1][2].to_bits(), (-0.0f64).to_bits());
 }
+
+proptest! {
+    #[test]
+    fn ratio_columns_round_trip(
+        pairs in prop::collection::vec((0u64..1 << 34, 1u64..1 << 34), 1..200),
+        complement in prop::collection::vec(any::<bool>(), 200),
+        noise in prop::collection::vec(value_strategy(), 200),
+    ) {
+        let n = pairs.len();
+        let ts: Vec<i64> = (0..n as i64).collect();
+        // used/total and the agent's `1 - idle/total`, with odd values among them.
+        let ratios: Vec<f64> = pairs
+            .iter()
+            .zip(&complement)
+            .map(|((a, b), c)| {
+                let r = *a.min(b) as f64 / *b as f64;
+                if *c { 1.0 - r } else { r }
+            })
+            .collect();
+        let mut spoiled = ratios.clone();
+        spoiled[n / 2] = noise[n / 2];
+        round_trip(&ts, &[ratios, spoiled]);
+    }
+}
+
+#[test]
+fn utilization_ratios_take_a_fraction_of_xor() {
+    let ts: Vec<i64> = (0..720).map(|i| 1_767_225_600_000 + i * 30_000).collect();
+    // CPU: jiffies over 30 s on 8 cores, the total wandering by a few ticks.
+    let mut cpu = Vec::new();
+    let mut busy_share = Vec::new();
+    for i in 0..720u64 {
+        let total = 24_000 + (i * 7_919) % 17 - 8;
+        let idle = 12_000 + (i * 104_729) % 2_400;
+        cpu.push(1.0 - idle as f64 / total as f64);
+        busy_share.push((total - idle) as f64 / total as f64);
+    }
+    // A filesystem: used blocks growing by ~100 a report out of a fixed total.
+    let blocks = 122_877_498u64;
+    let fs: Vec<f64> = (0..720u64)
+        .map(|i| ((60_000_000 + i * 100 + i % 3) * 4096) as f64 / (blocks * 4096) as f64)
+        .collect();
+    for (name, column, most) in [
+        ("cpu", &cpu, 4.0),
+        ("share", &busy_share, 4.0),
+        ("fs", &fs, 2.0),
+    ] {
+        let bytes = encode(&ts, &[column]).unwrap();
+        let per_value = (bytes.len() - 16) as f64 / 720.0;
+        assert!(per_value < most, "{name}: {per_value} bytes a value");
+        let (_, cols) = decode(&bytes).unwrap();
+        assert!(
+            cols[0]
+                .iter()
+                .zip(column.iter())
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+    }
+}

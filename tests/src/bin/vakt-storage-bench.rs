@@ -69,6 +69,10 @@ struct Args {
     /// Print the database's size every this many simulated days.
     #[arg(long, default_value_t = 1)]
     report_every_days: i64,
+    /// Stop loading (and measure what is there) if the database directory
+    /// grows past this many GiB: the disk is shared.
+    #[arg(long, default_value_t = 20.0)]
+    max_dir_gib: f64,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -168,7 +172,9 @@ async fn main() -> Result<()> {
         );
         disk_over_time
             .push(serde_json::json!({"day": day, "samples": samples, "dir_bytes": dir_bytes}));
+        dir_bytes as f64 > args.max_dir_gib * 1073741824.0
     };
+    let mut stopped_early = false;
     // Devices spread evenly over the interval, like the fleet simulator.
     let offset = |i: usize| (i as i64 * interval) / args.devices as i64;
     if args.mode == "bulk" {
@@ -182,9 +188,13 @@ async fn main() -> Result<()> {
             .collect();
         let end = START_MS + steps * interval;
         let mut window = series::window_of(START_MS);
+        // Devices in key order, as the compactor walks them.
+        let mut order: Vec<usize> = (0..devices.len()).collect();
+        order.sort_by(|a, b| ids[*a].cmp(&ids[*b]));
         while window < end {
             let begin = Instant::now();
-            for (i, device) in devices.iter().enumerate() {
+            for &i in &order {
+                let device = &devices[i];
                 // The steps whose timestamp for this device lies in the window.
                 let first = (window - START_MS - offset(i) + interval - 1).div_euclid(interval);
                 let last =
@@ -214,8 +224,12 @@ async fn main() -> Result<()> {
             store.enforce_retention(window.min(end))?;
             fold_time += begin.elapsed();
             while window.min(end) >= next_report {
-                progress(next_report, reports, samples);
+                stopped_early |= progress(next_report, reports, samples);
                 next_report += report_every;
+            }
+            if stopped_early {
+                eprintln!("database past --max-dir-gib: stopping the load here");
+                break;
             }
         }
     } else {
@@ -238,12 +252,17 @@ async fn main() -> Result<()> {
                 next_fold += fold_every;
             }
             if t + interval >= next_report {
-                progress(next_report, reports, samples);
+                stopped_early |= progress(next_report, reports, samples);
                 next_report += report_every;
+                if stopped_early {
+                    eprintln!("database past --max-dir-gib: stopping the load here");
+                    break;
+                }
             }
         }
     }
-    let end_ms = START_MS + steps * interval;
+    // Queries look at the last 24 h of what was loaded.
+    let end_ms = START_MS + (reports / args.devices.max(1) as u64) as i64 * interval;
     let begin = Instant::now();
     store.compact()?;
     fold_time += begin.elapsed();
@@ -318,6 +337,7 @@ async fn main() -> Result<()> {
     let out = serde_json::json!({
         "devices": args.devices,
         "mode": args.mode,
+        "stopped_early": stopped_early,
         "days": args.days,
         "interval_s": args.interval.as_secs_f64(),
         "samples_per_report": args.samples_per_report,

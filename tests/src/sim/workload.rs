@@ -246,8 +246,11 @@ impl Device {
             index,
             class,
             seed,
-            memory_bytes: memory_gib * 1024.0 * 1024.0 * 1024.0,
-            fs_bytes: fs_gib * 1024.0 * 1024.0 * 1024.0,
+            // What the OS reports: a little less than the nominal size
+            // (firmware, kernel, filesystem metadata), in whole kB / blocks.
+            memory_bytes: (memory_gib * 1024.0 * 1024.0 * (0.96 + 0.03 * unit(seed ^ 8))).floor()
+                * 1024.0,
+            fs_bytes: (fs_gib * 262_144.0 * (0.93 + 0.05 * unit(seed ^ 9))).floor() * 4096.0,
             series,
             template,
         }
@@ -263,8 +266,14 @@ impl Device {
 
     /// CPU utilization (0..1) at `t_ms`.
     fn cpu(&self, t_ms: i64) -> f64 {
-        let hour = (t_ms.rem_euclid(86_400_000)) as f64 / 3_600_000.0;
         let noise = unit(self.seed ^ (t_ms as u64 / 1000)) * 0.1;
+        (self.cpu_trend(t_ms) + noise).clamp(0.0, 1.0)
+    }
+
+    /// CPU utilization without the per-second noise: what memory use and the
+    /// process count follow (they do not jump with every CPU spike).
+    fn cpu_trend(&self, t_ms: i64) -> f64 {
+        let hour = (t_ms.rem_euclid(86_400_000)) as f64 / 3_600_000.0;
         let base = match self.class {
             Class::Laptop if (8.0..18.0).contains(&hour) => {
                 0.1 + 0.45 * (std::f64::consts::PI * (hour - 8.0) / 10.0).sin()
@@ -272,7 +281,7 @@ impl Device {
             Class::Laptop => 0.02,
             Class::Server => 0.35 + 0.2 * (2.0 * std::f64::consts::PI * (hour - 8.0) / 24.0).sin(),
         };
-        (base * (0.6 + 0.8 * unit(self.seed ^ 1)) + noise).clamp(0.0, 1.0)
+        base * (0.6 + 0.8 * unit(self.seed ^ 1))
     }
 
     /// Filesystem fill (0..1) of mount `m` at `t_ms`: a starting level plus a
@@ -335,8 +344,10 @@ impl Device {
     }
 
     fn value(&self, kind: Kind, t_ms: i64) -> f64 {
-        let cpu = self.cpu(t_ms);
-        let mem_util = (0.3 + 0.5 * cpu + 0.1 * unit(self.seed ^ 4)).clamp(0.0, 0.98);
+        let trend = self.cpu_trend(t_ms);
+        // Memory moves by a few MB between reports, not with every CPU spike.
+        let wobble = 0.0005 * unit(self.seed ^ 11 ^ (t_ms as u64 / 1000));
+        let mem_util = (0.3 + 0.5 * trend + 0.1 * unit(self.seed ^ 4) + wobble).clamp(0.0, 0.98);
         let mem_used = Self::kb(mem_util * self.memory_bytes);
         let swap = 8.0 * 1024.0 * 1024.0 * 1024.0;
         let swap_used = Self::kb((mem_util - 0.7).max(0.0) * 0.3 * swap);
@@ -352,7 +363,11 @@ impl Device {
                 ticks[i] as f64 / total as f64
             }
             // `/proc/loadavg` prints two decimals; the agent parses them.
-            Kind::Load(f) => (cpu * cores * f * 100.0).round() / 100.0,
+            // A moving average: follows the trend, with a little of the noise.
+            Kind::Load(f) => {
+                let noise = 0.05 * unit(self.seed ^ 13 ^ (t_ms as u64 / 1000));
+                ((trend + noise) * cores * f * 100.0).round() / 100.0
+            }
             Kind::MemUtil => mem_used / self.memory_bytes,
             Kind::MemUsed => mem_used,
             Kind::MemFree => Self::kb((1.0 - mem_util) * 0.4 * self.memory_bytes),
@@ -372,7 +387,10 @@ impl Device {
                 if read { 10.0 } else { 30.0 },
                 t_ms,
             ),
-            Kind::Processes => (150.0 + 200.0 * cpu + 20.0 * unit(self.seed ^ 5)).floor(),
+            Kind::Processes => {
+                let jitter = 4.0 * unit(self.seed ^ 12 ^ (t_ms as u64 / 1000));
+                (150.0 + 200.0 * trend + 20.0 * unit(self.seed ^ 5) + jitter).floor()
+            }
             // `/proc/uptime` has two decimals.
             Kind::Uptime => (self.uptime_s(t_ms) * 100.0).floor() / 100.0,
         }
@@ -417,6 +435,48 @@ fn s(metric: &'static str, attributes: Vec<(&'static str, String)>, kind: Kind) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_have_the_form_the_agent_gives_them() {
+        // 34 samples: every CPU state is in the batch.
+        let device = Device::new(3, 34);
+        let t = 1_767_225_600_000 + 9 * 3_600_000;
+        let batch = device.batch(1, t);
+        let value = |metric: &str, attr: Option<(&str, &str)>| {
+            batch
+                .samples
+                .iter()
+                .find(|s| {
+                    s.metric == metric
+                        && attr.is_none_or(|(k, v)| {
+                            s.attributes.iter().any(|a| a.key == k && a.value == v)
+                        })
+                })
+                .map(|s| s.value)
+                .expect(metric)
+        };
+        let load = value("system.cpu.load_average.1m", None);
+        assert_eq!(format!("{load:.2}").parse::<f64>().unwrap(), load);
+        assert_eq!(
+            value("system.memory.usage", Some(("state", "used"))) % 1024.0,
+            0.0
+        );
+        assert_eq!(
+            value("system.filesystem.usage", Some(("mountpoint", "/"))) % 4096.0,
+            0.0
+        );
+        assert_eq!(
+            value("system.disk.io", Some(("direction", "read"))) % 512.0,
+            0.0
+        );
+        let states: f64 = STATES
+            .iter()
+            .map(|s| value("system.cpu.utilization", Some(("state", s))))
+            .sum();
+        assert!((states - 1.0).abs() < 1e-9, "{states}");
+        let user = value("system.cpu.utilization", Some(("state", "user")));
+        assert!(user > 0.0 && user < 1.0);
+    }
 
     #[test]
     fn batches_have_the_asked_size_and_pass_validation() {
