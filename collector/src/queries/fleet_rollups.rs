@@ -57,13 +57,9 @@ pub fn visit(
         raw(since, until, &mut values)?;
     } else {
         raw(since, first - 1, &mut values)?;
-        for s in store.query_rollups(
-            device_id,
-            range.metric,
-            range.filter,
-            first,
-            end - BUCKET_MS,
-        )? {
+        // Up to `end - 1`: the last whole bucket's samples still in log
+        // records are filtered by their own timestamps.
+        for s in store.query_rollups(device_id, range.metric, range.filter, first, end - 1)? {
             if values.len() + s.buckets.len() > max_points {
                 return Err(StoreError::TooManyPoints(max_points));
             }
