@@ -81,10 +81,10 @@ pub fn encode(timestamps: &[i64], columns: &[&[f64]]) -> Result<Vec<u8>, CodecEr
             w
         });
         let mut best = (0u64, as_floats); // (mode bits as written, stream)
-        if let Some(ints) = as_ints {
-            if ints.bit_len() < best.1.bit_len() {
-                best = (0b10, ints);
-            }
+        if let Some(ints) = as_ints
+            && ints.bit_len() < best.1.bit_len()
+        {
+            best = (0b10, ints);
         }
         // Ratios only for columns XOR encoding leaves expensive (utilizations
         // with every mantissa bit set); the search costs more than the others.

@@ -397,12 +397,15 @@ impl Device {
     }
 
     /// The values of every series at `t_ms`, in the batch's sample order
-    /// (what [`Device::batch`] sends, without building the batch).
+    /// (what [`Device::batch`] sends, without building the batch). Used by
+    /// the storage benchmark's bulk load, not by every binary including this.
+    #[allow(dead_code)]
     pub fn values(&self, t_ms: i64) -> impl Iterator<Item = f64> + '_ {
         self.series.iter().map(move |s| self.value(s.kind, t_ms))
     }
 
     /// The metric and attributes of each series, in the batch's sample order.
+    #[allow(dead_code)]
     pub fn series_names(&self) -> impl Iterator<Item = (&str, &[v1::Attribute])> {
         self.template
             .iter()
