@@ -82,6 +82,21 @@ impl Store {
         Ok(st)
     }
 
+    /// Writes every tree into a fresh database at `path` (sled's export and
+    /// import) and returns that database's size on disk: what the file would
+    /// be if rewritten, against what sled's log has grown to. For the storage
+    /// benchmark (is a periodic offline rewrite a way to bound the disk?);
+    /// not used by the collector.
+    pub fn compacted_copy_size(&self, path: &std::path::Path) -> Result<u64> {
+        let copy = sled::Config::new()
+            .path(path)
+            .cache_capacity(self.options.cache_bytes)
+            .open()?;
+        copy.import(self.db.export());
+        copy.flush()?;
+        Ok(copy.size_on_disk()?)
+    }
+
     /// Windows of `kind` ending at or before this have been deleted.
     pub fn horizon(&self, kind: Kind) -> i64 {
         self.horizons[kind as usize].load(Ordering::Acquire)

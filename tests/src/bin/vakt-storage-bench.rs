@@ -268,6 +268,11 @@ async fn main() -> Result<()> {
     fold_time += begin.elapsed();
     store.durable().await?;
     let stored = store.storage_stats()?;
+    // The same data rewritten into a fresh database (sled's export/import).
+    let copy_dir = tempfile::tempdir_in(dir.parent().unwrap_or(&dir))?;
+    let rewritten_bytes = store.compacted_copy_size(&copy_dir.path().join("db"))?;
+    let rewritten_dir_bytes = dir_size(copy_dir.path());
+    drop(copy_dir);
     let sled_bytes = store.size_on_disk();
     let dir_bytes = dir_size(&dir);
 
@@ -358,6 +363,8 @@ async fn main() -> Result<()> {
         "logical_bytes_16_per_sample": samples * 16,
         "sled_size_on_disk": sled_bytes,
         "dir_bytes": dir_bytes,
+        "rewritten_copy_sled_bytes": rewritten_bytes,
+        "rewritten_copy_dir_bytes": rewritten_dir_bytes,
         "disk_bytes_per_sample": dir_bytes as f64 / samples.max(1) as f64,
         "query_one_device_24h_raw_ms": {"p50": one_p50, "p99": one_p99},
         "query_one_device_24h_5min_rollups_ms": {"p50": oner_p50, "p99": oner_p99},
