@@ -1,23 +1,28 @@
 //! Gorilla-style compression of one chunk: strictly increasing timestamps as
-//! delta-of-deltas, and one or more value columns, each either XOR-encoded
-//! floats (Pelkonen et al., "Gorilla", VLDB 2015) or — when every value of
-//! the column is exactly `n / 10^k` for integers `n` and a small `k` — the
-//! integers `n` as delta-of-deltas divided by their greatest common divisor,
-//! whichever is shorter. Counters, byte gauges (whole kB or 4 KiB blocks:
-//! the divisor takes the 1024 or 4096 out) and values printed with a few
-//! decimals (load averages "0.52", `/proc/uptime`) compress far better as
-//! integers than as XORed floats; VictoriaMetrics scales decimals the same way.
-//! The scaling is lossless: a column is scaled only if `n as f64 / 10^k`
-//! gives back every value bit for bit (so `-0.0`, NaN and values with more
-//! digits stay floats).
+//! delta-of-deltas, and one or more value columns, each in the shortest of
+//! three lossless forms:
+//!
+//! - XOR-encoded floats (Pelkonen et al., "Gorilla", VLDB 2015);
+//! - scaled integers: when every value of the column is exactly `n / 10^k`
+//!   for integers `n` and a small `k`, the integers `n` as delta-of-deltas
+//!   divided by their greatest common divisor. Counters, byte gauges (whole kB
+//!   or 4 KiB blocks: the divisor takes the 1024 or 4096 out) and values
+//!   printed with a few decimals (load averages "0.52", `/proc/uptime`)
+//!   compress far better so; VictoriaMetrics scales decimals the same way;
+//! - ratios (`gorilla_ratio.rs`): utilizations computed as `a / b` or
+//!   `1 - a / b` of integer counts, stored as the integers.
+//!
+//! A form is used only if decoding gives back every value bit for bit (so
+//! `-0.0`, NaN and values with more digits stay floats).
 //!
 //! Layout: `version u8`, `count varint`, `columns varint`, then one bit stream:
-//! the timestamps, then each column (`0` = XOR floats; `1` = integers, which
-//! in version 2 start with `k` (4 bits) and the divisor `g` (6-bit length,
-//! then its bits)). Version 1 chunks (integers without `k` and `g`) still
-//! decode. Decoding is exact to the bit (including `-0.0` and NaN payloads);
-//! the encoder refuses timestamps that do not strictly increase rather than
-//! reorder them silently — callers sort and deduplicate first.
+//! the timestamps, then each column: `0` = XOR floats; in version 2 `10` =
+//! scaled integers (`k` in 4 bits, the divisor `g` as a 6-bit length and its
+//! bits, then the delta-of-deltas), `11` = ratios; in version 1 `1` = plain
+//! integers (no `k`, no `g`), which still decode. Decoding is exact to the
+//! bit (including `-0.0` and NaN payloads); the encoder refuses timestamps
+//! that do not strictly increase rather than reorder them silently — callers
+//! sort and deduplicate first.
 
 const VERSION: u8 = 2;
 /// Chunks written before decimal scaling: integer columns without `k` and `g`.
