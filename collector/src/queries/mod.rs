@@ -6,6 +6,7 @@
 //! memory, one device at a time, so memory stays proportional to the answer
 //! (and to the samples of one group for a p95).
 
+pub mod fleet_rollups;
 pub mod inventory;
 pub mod step;
 pub mod summary;
@@ -81,6 +82,23 @@ impl Accumulator {
         }
     }
 
+    /// Adds a 5-minute rollup: its samples' min, max, sum and count (not
+    /// for `Last` or percentiles, which need the samples themselves).
+    pub fn add_rollup(&mut self, r: &crate::store::compact::Rollup) {
+        if r.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            self.min = r.min;
+            self.max = r.max;
+        } else {
+            self.min = self.min.min(r.min);
+            self.max = self.max.max(r.max);
+        }
+        self.count += r.count;
+        self.sum += r.sum;
+    }
+
     pub fn count(&self) -> u64 {
         self.count
     }
@@ -148,18 +166,27 @@ pub fn aggregate(
         let budget = MAX_FLEET_QUERY_SAMPLES
             .saturating_sub(scanned)
             .min(MAX_QUERY_POINTS);
-        let n = store
-            .visit_samples(&device.record.device_id, &range, budget, |v| acc.add(v))
-            .map_err(|e| match e {
-                crate::store::StoreError::TooManyPoints(_) => Error::ResourceExhausted(format!(
-                    "more than {} samples per device or {MAX_FLEET_QUERY_SAMPLES} in all; \
-                     use a shorter window",
-                    MAX_QUERY_POINTS
-                )),
-                other => other.into(),
-            })?;
+        // Aggregations that rollups answer read them (see `fleet_rollups`).
+        let visited = if fleet_rollups::answerable(aggregation) {
+            fleet_rollups::visit(store, &device.record.device_id, &range, budget, |r| {
+                acc.add_rollup(r)
+            })
+            .map(|(read, samples)| (read, samples > 0))
+        } else {
+            store
+                .visit_samples(&device.record.device_id, &range, budget, |v| acc.add(v))
+                .map(|n| (n, n > 0))
+        };
+        let (n, any) = visited.map_err(|e| match e {
+            crate::store::StoreError::TooManyPoints(_) => Error::ResourceExhausted(format!(
+                "more than {} samples per device or {MAX_FLEET_QUERY_SAMPLES} in all; \
+                 use a shorter window",
+                MAX_QUERY_POINTS
+            )),
+            other => other.into(),
+        })?;
         scanned += n;
-        if n > 0 {
+        if any {
             *with_samples += 1;
         }
     }

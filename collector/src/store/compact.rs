@@ -187,17 +187,11 @@ impl Store {
                 None => BTreeMap::new(),
             };
             merged.extend(new);
-            if window_end > raw_cutoff {
-                let ts: Vec<i64> = merged.keys().copied().collect();
-                let values: Vec<f64> = merged.values().copied().collect();
-                let bytes = gorilla::encode(&ts, &[&values]).map_err(|e| corrupt(&key, e))?;
-                batch.insert(series::index_key(Kind::Raw, window, &key), &[][..]);
-                batch.insert(key, bytes);
-                chunks += 1;
-            }
-            let rollups = encode_rollups(&rollups_of(merged)).map_err(|e| corrupt(&rkey, e))?;
-            batch.insert(series::index_key(Kind::Rollup, window, &rkey), &[][..]);
-            batch.insert(rkey, rollups);
+            let ts: Vec<i64> = merged.keys().copied().collect();
+            let values: Vec<f64> = merged.into_values().collect();
+            let raw = window_end > raw_cutoff;
+            stage_window(&mut batch, device_id, &id, window, &ts, &values, raw)?;
+            chunks += usize::from(raw);
         }
         let records = folded.len();
         for key in folded {
@@ -205,6 +199,27 @@ impl Store {
         }
         self.telemetry.apply_batch(batch)?;
         Ok((records, chunks))
+    }
+
+    /// Writes whole windows exactly as a fold writes them (same encoders,
+    /// keys and index entries) without going through log records: how the
+    /// storage benchmark loads a month of a large fleet at a rate `ingest`
+    /// cannot reach. `series` pairs a series id (`series::series_id`) with
+    /// its values at `timestamps`, which must all lie in the window starting
+    /// at `window`. Replaces what the window held; not used by the collector.
+    pub fn load_window(
+        &self,
+        device_id: &str,
+        window: i64,
+        timestamps: &[i64],
+        series: &[(Vec<u8>, Vec<f64>)],
+    ) -> super::Result<()> {
+        let mut batch = sled::Batch::default();
+        for (id, values) in series {
+            stage_window(&mut batch, device_id, id, window, timestamps, values, true)?;
+        }
+        self.telemetry.apply_batch(batch)?;
+        Ok(())
     }
 
     fn merge_rollups(&self, rkey: &[u8], new: Vec<Rollup>) -> super::Result<Vec<u8>> {
@@ -225,6 +240,32 @@ impl Store {
         let all: Vec<Rollup> = buckets.into_values().collect();
         encode_rollups(&all).map_err(|e| corrupt(rkey, e))
     }
+}
+
+/// Stages one window's writes: the raw chunk (if `raw`: retention has not
+/// passed it), the rollups recomputed from all of the window's samples, and
+/// their time index entries.
+fn stage_window(
+    batch: &mut sled::Batch,
+    device_id: &str,
+    id: &[u8],
+    window: i64,
+    ts: &[i64],
+    values: &[f64],
+    raw: bool,
+) -> super::Result<()> {
+    if raw {
+        let key = series::chunk_key(Kind::Raw, device_id, id, window);
+        let bytes = gorilla::encode(ts, &[values]).map_err(|e| corrupt(&key, e))?;
+        batch.insert(series::index_key(Kind::Raw, window, &key), &[][..]);
+        batch.insert(key, bytes);
+    }
+    let rkey = series::chunk_key(Kind::Rollup, device_id, id, window);
+    let rollups = rollups_of(ts.iter().copied().zip(values.iter().copied()));
+    let rollups = encode_rollups(&rollups).map_err(|e| corrupt(&rkey, e))?;
+    batch.insert(series::index_key(Kind::Rollup, window, &rkey), &[][..]);
+    batch.insert(rkey, rollups);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -27,7 +27,9 @@ fn attr(k: &str, v: &str) -> v1::Attribute {
     }
 }
 
-/// A report with a CPU gauge, a counter and two filesystems.
+/// A report with a CPU gauge, a counter, two filesystems, and values in the
+/// forms the codec stores as integers or ratios: a load average with two
+/// decimals, memory in whole kB, `used / total` and the agent's `1 - idle/total`.
 fn report(seq: u64, ts: i64) -> v1::ReportBatch {
     let x = seq as f64;
     let sample = |metric: &str, attributes: Vec<v1::Attribute>, value: f64| v1::Sample {
@@ -44,6 +46,22 @@ fn report(seq: u64, ts: i64) -> v1::ReportBatch {
             sample("net.bytes", vec![], x * 12_345.0),
             sample("fs", vec![attr("mountpoint", "/")], 0.5 + x * 1e-6),
             sample("fs", vec![attr("mountpoint", "/home")], -0.0),
+            sample("load", vec![], ((seq * 37) % 800) as f64 / 100.0),
+            sample(
+                "mem",
+                vec![],
+                ((4_000_000 + (seq * 7_919) % 9_000) * 1024) as f64,
+            ),
+            sample(
+                "util",
+                vec![],
+                (60_000_000 + seq * 97) as f64 / 122_877_498.0,
+            ),
+            sample(
+                "busy",
+                vec![],
+                1.0 - (12_000 + (seq * 104_729) % 2_400) as f64 / (24_000 + seq % 9) as f64,
+            ),
         ],
         ..Default::default()
     }
@@ -81,6 +99,11 @@ async fn folding_keeps_every_sample_exactly_and_removes_the_records() {
     seq += 1;
     store.ingest("d-1", &report(seq, T0 + 45_001), 0).unwrap();
     let before = points(&store, "d-1", "cpu", 0, i64::MAX);
+    let metrics = ["load", "mem", "util", "busy"];
+    let others: Vec<_> = metrics
+        .iter()
+        .map(|m| points(&store, "d-1", m, 0, i64::MAX))
+        .collect();
     let fs_before = store
         .query_series(
             "d-1",
@@ -96,6 +119,10 @@ async fn folding_keeps_every_sample_exactly_and_removes_the_records() {
     assert_eq!(stats.devices, 1);
     assert_eq!(log_records(&store), 0);
     assert_eq!(points(&store, "d-1", "cpu", 0, i64::MAX), before);
+    for (m, before) in metrics.iter().zip(&others) {
+        assert_eq!(before.len(), 5_761);
+        assert_eq!(&points(&store, "d-1", m, 0, i64::MAX), before, "{m}");
+    }
     let fs_after = store
         .query_series(
             "d-1",
@@ -186,6 +213,23 @@ async fn rollups_equal_the_raw_aggregates_before_and_after_folding() {
         let got = store.query_rollups("d-1", "cpu", &[], 0, i64::MAX).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].buckets, expected_rollups(&raw));
+        for (i, metric) in [(4, "load"), (5, "mem"), (6, "util"), (7, "busy")] {
+            let raw: Vec<(i64, f64)> = (1..=900u64)
+                .zip(&raw)
+                .map(|(seq, (t, _))| (*t, report(seq, *t).samples[i].value))
+                .collect();
+            let got = store
+                .query_rollups("d-1", metric, &[], 0, i64::MAX)
+                .unwrap();
+            let want = expected_rollups(&raw);
+            assert_eq!(got[0].buckets.len(), want.len(), "{metric}");
+            for (g, w) in got[0].buckets.iter().zip(&want) {
+                // A bucket split between a chunk and log records sums in two
+                // parts: equal up to summation order.
+                let sum_ok = (g.sum - w.sum).abs() <= 1e-12 * w.sum.abs().max(1.0);
+                assert!(g.min == w.min && g.max == w.max && g.count == w.count && sum_ok);
+            }
+        }
     };
     check(&store);
     store.compact().unwrap();

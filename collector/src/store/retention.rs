@@ -35,6 +35,9 @@ pub struct StorageStats {
     pub log_records: u64,
     pub log_bytes: u64,
     pub all_key_and_value_bytes: u64,
+    /// Raw chunk bytes and samples per series over all devices, by
+    /// `metric{key=value,...}`: which series cost what.
+    pub raw_by_series: std::collections::BTreeMap<String, (u64, u64)>,
 }
 
 impl Store {
@@ -50,7 +53,23 @@ impl Store {
                 st.raw_key_and_value_bytes += both;
                 // The sample count is the varint after the version byte.
                 let mut header = v.get(1..).unwrap_or_default();
-                st.raw_samples += super::gorilla::get_varint(&mut header).unwrap_or(0);
+                let n = super::gorilla::get_varint(&mut header).unwrap_or(0);
+                st.raw_samples += n;
+                let id = k[2..].splitn(2, |b| *b == b'/').nth(1).unwrap_or_default();
+                let id = &id[..id.iter().position(|b| *b == 0).map_or(id.len(), |i| i + 1)];
+                let name = series::split_series_id(id).map_or_else(
+                    || "?".to_owned(),
+                    |(metric, attrs)| {
+                        let attrs: Vec<String> = attrs
+                            .iter()
+                            .map(|a| format!("{}={}", a.key, a.value))
+                            .collect();
+                        format!("{metric}{{{}}}", attrs.join(","))
+                    },
+                );
+                let entry = st.raw_by_series.entry(name).or_default();
+                entry.0 += v.len() as u64;
+                entry.1 += n;
             } else if k.starts_with(b"r/") {
                 st.rollup_chunks += 1;
                 st.rollup_bytes += v.len() as u64;
@@ -61,6 +80,21 @@ impl Store {
             }
         }
         Ok(st)
+    }
+
+    /// Writes every tree into a fresh database at `path` (sled's export and
+    /// import) and returns that database's size on disk: what the file would
+    /// be if rewritten, against what sled's log has grown to. For the storage
+    /// benchmark (is a periodic offline rewrite a way to bound the disk?);
+    /// not used by the collector.
+    pub fn compacted_copy_size(&self, path: &std::path::Path) -> Result<u64> {
+        let copy = sled::Config::new()
+            .path(path)
+            .cache_capacity(self.options.cache_bytes)
+            .open()?;
+        copy.import(self.db.export());
+        copy.flush()?;
+        Ok(copy.size_on_disk()?)
     }
 
     /// Windows of `kind` ending at or before this have been deleted.

@@ -6,6 +6,16 @@
 //! - Disks fill slowly (a per-device rate of 0.05–0.5 % a day) from a
 //!   per-device starting level, as `system.filesystem.utilization{mountpoint}`.
 //! - Memory follows CPU; network and disk counters grow monotonically.
+//!
+//! Values have the form and precision `vakt-agent` (`agent/src/collect/`)
+//! gives them, because that is what the store has to compress: CPU
+//! utilization is a ratio of jiffy counts (`1 - idle/total`, `state/total`,
+//! with ~100 ticks a second per core), load averages have the two decimals
+//! of `/proc/loadavg`, `/proc/uptime` two decimals, memory and swap are whole
+//! kB (as `/proc/meminfo` counts them) in bytes, filesystems whole 4 KiB
+//! blocks, disk I/O whole 512-byte sectors, utilizations `used / total`.
+//! The series are a subset of what the agent sends (the agent has no
+//! per-core CPU, no packet or connection counts).
 
 use vakt_proto::v1;
 
@@ -71,24 +81,41 @@ struct Series {
 #[derive(Clone, Copy)]
 enum Kind {
     Cpu,
-    CoreCpu(u32),
+    /// `system.cpu.utilization{state}`: index into [`STATES`].
+    CpuState(usize),
     Load(f64),
     MemUtil,
     MemUsed,
     MemFree,
     MemCached,
-    Paging,
+    SwapUsed,
+    SwapFree,
     FsUtil(u32),
     FsUsed(u32),
     NetBytes(bool),
-    NetPackets(bool),
     NetErrors(bool),
-    DiskBytes(bool),
-    DiskOps(bool),
+    DiskBytes(u32, bool),
+    DiskOps(u32, bool),
     Processes,
     Uptime,
-    Connections,
 }
+
+/// The agent's CPU states, most informative first (the nonzero ones).
+const STATES: [&str; 8] = [
+    "user",
+    "system",
+    "idle",
+    "iowait",
+    "softirq",
+    "nice",
+    "interrupt",
+    "steal",
+];
+
+/// Jiffies per second per core (`USER_HZ`) and the interval the tick
+/// counts cover (the agent's default report interval).
+const TICKS_PER_S: i64 = 100;
+const TICK_INTERVAL_S: i64 = 30;
 
 /// A simulated device: its identity facts and the series it reports.
 pub struct Device {
@@ -123,7 +150,11 @@ impl Device {
             s("system.cpu.load_average.1m", vec![], Kind::Load(1.0)),
             s("system.cpu.load_average.5m", vec![], Kind::Load(0.9)),
             s("system.cpu.load_average.15m", vec![], Kind::Load(0.8)),
-            s("system.memory.utilization", vec![], Kind::MemUtil),
+            s(
+                "system.memory.utilization",
+                vec![("state", "used".into())],
+                Kind::MemUtil,
+            ),
             s(
                 "system.memory.usage",
                 vec![("state", "used".into())],
@@ -139,7 +170,16 @@ impl Device {
                 vec![("state", "cached".into())],
                 Kind::MemCached,
             ),
-            s("system.paging.utilization", vec![], Kind::Paging),
+            s(
+                "system.paging.usage",
+                vec![("state", "used".into())],
+                Kind::SwapUsed,
+            ),
+            s(
+                "system.paging.usage",
+                vec![("state", "free".into())],
+                Kind::SwapFree,
+            ),
         ];
         for (i, mount) in MOUNTS.iter().enumerate() {
             series.push(s(
@@ -158,29 +198,32 @@ impl Device {
         for rx in [true, false] {
             let attrs = || vec![("device", "eth0".into()), ("direction", dir(rx).into())];
             series.push(s("system.network.io", attrs(), Kind::NetBytes(rx)));
-            series.push(s("system.network.packets", attrs(), Kind::NetPackets(rx)));
             series.push(s("system.network.errors", attrs(), Kind::NetErrors(rx)));
         }
+        let disk = |n: u32| format!("nvme{n}n1");
         for read in [true, false] {
-            let attrs = || vec![("device", "nvme0n1".into()), ("direction", rw(read).into())];
-            series.push(s("system.disk.io", attrs(), Kind::DiskBytes(read)));
-            series.push(s("system.disk.operations", attrs(), Kind::DiskOps(read)));
+            let attrs = || vec![("device", disk(0)), ("direction", rw(read).into())];
+            series.push(s("system.disk.io", attrs(), Kind::DiskBytes(0, read)));
+            series.push(s("system.disk.operations", attrs(), Kind::DiskOps(0, read)));
         }
         series.push(s("system.processes.count", vec![], Kind::Processes));
         series.push(s("system.uptime", vec![], Kind::Uptime));
-        series.push(s(
-            "system.network.connections",
-            vec![("protocol", "tcp".into())],
-            Kind::Connections,
-        ));
-        let mut core = 0;
-        while series.len() < samples_per_report {
+        for (i, state) in STATES.iter().enumerate() {
             series.push(s(
                 "system.cpu.utilization",
-                vec![("cpu", format!("cpu{core}"))],
-                Kind::CoreCpu(core),
+                vec![("state", (*state).into())],
+                Kind::CpuState(i),
             ));
-            core += 1;
+        }
+        // Beyond the agent's usual set: more disks.
+        let mut n = 1;
+        while series.len() < samples_per_report {
+            for read in [true, false] {
+                let attrs = || vec![("device", disk(n)), ("direction", rw(read).into())];
+                series.push(s("system.disk.io", attrs(), Kind::DiskBytes(n, read)));
+                series.push(s("system.disk.operations", attrs(), Kind::DiskOps(n, read)));
+            }
+            n += 1;
         }
         series.truncate(samples_per_report);
         let template = series
@@ -203,8 +246,11 @@ impl Device {
             index,
             class,
             seed,
-            memory_bytes: memory_gib * 1024.0 * 1024.0 * 1024.0,
-            fs_bytes: fs_gib * 1024.0 * 1024.0 * 1024.0,
+            // What the OS reports: a little less than the nominal size
+            // (firmware, kernel, filesystem metadata), in whole kB / blocks.
+            memory_bytes: (memory_gib * 1024.0 * 1024.0 * (0.96 + 0.03 * unit(seed ^ 8))).floor()
+                * 1024.0,
+            fs_bytes: (fs_gib * 262_144.0 * (0.93 + 0.05 * unit(seed ^ 9))).floor() * 4096.0,
             series,
             template,
         }
@@ -220,8 +266,14 @@ impl Device {
 
     /// CPU utilization (0..1) at `t_ms`.
     fn cpu(&self, t_ms: i64) -> f64 {
-        let hour = (t_ms.rem_euclid(86_400_000)) as f64 / 3_600_000.0;
         let noise = unit(self.seed ^ (t_ms as u64 / 1000)) * 0.1;
+        (self.cpu_trend(t_ms) + noise).clamp(0.0, 1.0)
+    }
+
+    /// CPU utilization without the per-second noise: what memory use and the
+    /// process count follow (they do not jump with every CPU spike).
+    fn cpu_trend(&self, t_ms: i64) -> f64 {
+        let hour = (t_ms.rem_euclid(86_400_000)) as f64 / 3_600_000.0;
         let base = match self.class {
             Class::Laptop if (8.0..18.0).contains(&hour) => {
                 0.1 + 0.45 * (std::f64::consts::PI * (hour - 8.0) / 10.0).sin()
@@ -229,7 +281,7 @@ impl Device {
             Class::Laptop => 0.02,
             Class::Server => 0.35 + 0.2 * (2.0 * std::f64::consts::PI * (hour - 8.0) / 24.0).sin(),
         };
-        (base * (0.6 + 0.8 * unit(self.seed ^ 1)) + noise).clamp(0.0, 1.0)
+        base * (0.6 + 0.8 * unit(self.seed ^ 1))
     }
 
     /// Filesystem fill (0..1) of mount `m` at `t_ms`: a starting level plus a
@@ -258,41 +310,106 @@ impl Device {
         ((t_ms as f64 / 1000.0) + offset).rem_euclid(period_s)
     }
 
-    fn value(&self, kind: Kind, t_ms: i64) -> f64 {
-        let cpu = self.cpu(t_ms);
-        let mem_util = (0.3 + 0.5 * cpu + 0.1 * unit(self.seed ^ 4)).clamp(0.0, 0.98);
-        let cores = match self.class {
-            Class::Laptop => 8.0,
-            Class::Server => 32.0,
-        };
-        match kind {
-            Kind::Cpu => cpu,
-            Kind::CoreCpu(c) => (cpu
-                * (0.5 + unit(self.seed ^ (100 + c as u64) ^ (t_ms as u64 / 1000))))
-            .clamp(0.0, 1.0),
-            Kind::Load(f) => cpu * cores * f,
-            Kind::MemUtil => mem_util,
-            Kind::MemUsed => (mem_util * self.memory_bytes).floor(),
-            Kind::MemFree => ((1.0 - mem_util) * 0.4 * self.memory_bytes).floor(),
-            Kind::MemCached => ((1.0 - mem_util) * 0.6 * self.memory_bytes).floor(),
-            Kind::Paging => (mem_util - 0.7).max(0.0) * 0.3,
-            Kind::FsUtil(m) => self.fs(m, t_ms),
-            Kind::FsUsed(m) => (self.fs(m, t_ms) * self.fs_bytes).floor(),
-            Kind::NetBytes(rx) => self.counter(30 + rx as u64, if rx { 2e5 } else { 5e4 }, t_ms),
-            Kind::NetPackets(rx) => {
-                self.counter(30 + rx as u64, if rx { 150.0 } else { 60.0 }, t_ms)
-            }
-            Kind::NetErrors(rx) => self.counter(40 + rx as u64, 0.001, t_ms),
-            Kind::DiskBytes(read) => {
-                self.counter(50 + read as u64, if read { 1e5 } else { 3e5 }, t_ms)
-            }
-            Kind::DiskOps(read) => {
-                self.counter(50 + read as u64, if read { 10.0 } else { 30.0 }, t_ms)
-            }
-            Kind::Processes => (150.0 + 200.0 * cpu + 20.0 * unit(self.seed ^ 5)).floor(),
-            Kind::Uptime => self.uptime_s(t_ms).floor(),
-            Kind::Connections => (20.0 + 300.0 * cpu).floor(),
+    fn cores(&self) -> i64 {
+        match self.class {
+            Class::Laptop => 8,
+            Class::Server => 32,
         }
+    }
+
+    /// Jiffies per state ([`STATES`] order) over the interval ending at
+    /// `t_ms`, and their total (which wanders by a tick per core, as real
+    /// timer-driven samples do).
+    fn ticks(&self, t_ms: i64) -> ([i64; 8], i64) {
+        let cores = self.cores();
+        let second = t_ms as u64 / 1000;
+        let jitter = (mix(self.seed ^ 6 ^ second) % (2 * cores as u64 + 1)) as i64 - cores;
+        let total = TICKS_PER_S * TICK_INTERVAL_S * cores + jitter;
+        let busy = (self.cpu(t_ms) * total as f64).round() as i64;
+        let system = busy / 4;
+        let softirq = busy / 50;
+        let user = busy - system - softirq;
+        let iowait = ((total - busy) as f64 * 0.01 * unit(self.seed ^ 7 ^ second)) as i64;
+        let idle = total - busy - iowait;
+        ([user, system, idle, iowait, softirq, 0, 0, 0], total)
+    }
+
+    /// Whole kB in bytes, as `/proc/meminfo` and sysinfo give memory.
+    fn kb(bytes: f64) -> f64 {
+        (bytes / 1024.0).floor() * 1024.0
+    }
+
+    fn fs_blocks(&self) -> f64 {
+        (self.fs_bytes / 4096.0).floor()
+    }
+
+    fn value(&self, kind: Kind, t_ms: i64) -> f64 {
+        let trend = self.cpu_trend(t_ms);
+        // Memory moves by a few MB between reports, not with every CPU spike.
+        let wobble = 0.0005 * unit(self.seed ^ 11 ^ (t_ms as u64 / 1000));
+        let mem_util = (0.3 + 0.5 * trend + 0.1 * unit(self.seed ^ 4) + wobble).clamp(0.0, 0.98);
+        let mem_used = Self::kb(mem_util * self.memory_bytes);
+        let swap = 8.0 * 1024.0 * 1024.0 * 1024.0;
+        let swap_used = Self::kb((mem_util - 0.7).max(0.0) * 0.3 * swap);
+        let fs_used = |m| (self.fs(m, t_ms) * self.fs_blocks()).floor() * 4096.0;
+        let cores = self.cores() as f64;
+        match kind {
+            Kind::Cpu => {
+                let (ticks, total) = self.ticks(t_ms);
+                1.0 - (ticks[2] + ticks[3]) as f64 / total as f64
+            }
+            Kind::CpuState(i) => {
+                let (ticks, total) = self.ticks(t_ms);
+                ticks[i] as f64 / total as f64
+            }
+            // `/proc/loadavg` prints two decimals; the agent parses them.
+            // A moving average: follows the trend, with a little of the noise.
+            Kind::Load(f) => {
+                let noise = 0.05 * unit(self.seed ^ 13 ^ (t_ms as u64 / 1000));
+                ((trend + noise) * cores * f * 100.0).round() / 100.0
+            }
+            Kind::MemUtil => mem_used / self.memory_bytes,
+            Kind::MemUsed => mem_used,
+            Kind::MemFree => Self::kb((1.0 - mem_util) * 0.4 * self.memory_bytes),
+            Kind::MemCached => Self::kb((1.0 - mem_util) * 0.6 * self.memory_bytes),
+            Kind::SwapUsed => swap_used,
+            Kind::SwapFree => swap - swap_used,
+            Kind::FsUtil(m) => fs_used(m) / (self.fs_blocks() * 4096.0),
+            Kind::FsUsed(m) => fs_used(m),
+            Kind::NetBytes(rx) => self.counter(30 + rx as u64, if rx { 2e5 } else { 5e4 }, t_ms),
+            Kind::NetErrors(rx) => self.counter(40 + rx as u64, 0.001, t_ms),
+            Kind::DiskBytes(d, read) => {
+                let rate = if read { 1e5 } else { 3e5 } / 512.0;
+                self.counter(50 + 2 * d as u64 + read as u64, rate, t_ms) * 512.0
+            }
+            Kind::DiskOps(d, read) => self.counter(
+                50 + 2 * d as u64 + read as u64,
+                if read { 10.0 } else { 30.0 },
+                t_ms,
+            ),
+            Kind::Processes => {
+                let jitter = 4.0 * unit(self.seed ^ 12 ^ (t_ms as u64 / 1000));
+                (150.0 + 200.0 * trend + 20.0 * unit(self.seed ^ 5) + jitter).floor()
+            }
+            // `/proc/uptime` has two decimals.
+            Kind::Uptime => (self.uptime_s(t_ms) * 100.0).floor() / 100.0,
+        }
+    }
+
+    /// The values of every series at `t_ms`, in the batch's sample order
+    /// (what [`Device::batch`] sends, without building the batch). Used by
+    /// the storage benchmark's bulk load, not by every binary including this.
+    #[allow(dead_code)]
+    pub fn values(&self, t_ms: i64) -> impl Iterator<Item = f64> + '_ {
+        self.series.iter().map(move |s| self.value(s.kind, t_ms))
+    }
+
+    /// The metric and attributes of each series, in the batch's sample order.
+    #[allow(dead_code)]
+    pub fn series_names(&self) -> impl Iterator<Item = (&str, &[v1::Attribute])> {
+        self.template
+            .iter()
+            .map(|s| (s.metric.as_str(), s.attributes.as_slice()))
     }
 
     /// The batch this device reports at `t_ms` with `sequence`.
@@ -321,6 +438,48 @@ fn s(metric: &'static str, attributes: Vec<(&'static str, String)>, kind: Kind) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_have_the_form_the_agent_gives_them() {
+        // 34 samples: every CPU state is in the batch.
+        let device = Device::new(3, 34);
+        let t = 1_767_225_600_000 + 9 * 3_600_000;
+        let batch = device.batch(1, t);
+        let value = |metric: &str, attr: Option<(&str, &str)>| {
+            batch
+                .samples
+                .iter()
+                .find(|s| {
+                    s.metric == metric
+                        && attr.is_none_or(|(k, v)| {
+                            s.attributes.iter().any(|a| a.key == k && a.value == v)
+                        })
+                })
+                .map(|s| s.value)
+                .expect(metric)
+        };
+        let load = value("system.cpu.load_average.1m", None);
+        assert_eq!(format!("{load:.2}").parse::<f64>().unwrap(), load);
+        assert_eq!(
+            value("system.memory.usage", Some(("state", "used"))) % 1024.0,
+            0.0
+        );
+        assert_eq!(
+            value("system.filesystem.usage", Some(("mountpoint", "/"))) % 4096.0,
+            0.0
+        );
+        assert_eq!(
+            value("system.disk.io", Some(("direction", "read"))) % 512.0,
+            0.0
+        );
+        let states: f64 = STATES
+            .iter()
+            .map(|s| value("system.cpu.utilization", Some(("state", s))))
+            .sum();
+        assert!((states - 1.0).abs() < 1e-9, "{states}");
+        let user = value("system.cpu.utilization", Some(("state", "user")));
+        assert!(user > 0.0 && user < 1.0);
+    }
 
     #[test]
     fn batches_have_the_asked_size_and_pass_validation() {
