@@ -52,7 +52,9 @@ sed -i -E 's/^(enroll_rate_per_address|enroll_rate_global) = .*/\1 = 100000.0/;
 grep -q '^enroll_rate_per_address = 100000' "$work/c/collector.toml" || {
     echo "could not raise the enrollment rate limits in $work/c/collector.toml" >&2; exit 1; }
 
-"$bin/vakt-collector" serve --config "$work/c/collector.toml" 2>"$work/collector.log" &
+# Debug level for the group commit: it logs flushes/s and waiters per flush.
+RUST_LOG=${RUST_LOG:-info,vakt_collector::store::flush=debug} \
+    "$bin/vakt-collector" serve --config "$work/c/collector.toml" 2>"$work/collector.log" &
 collector_pid=$!; pids+=("$collector_pid")
 "$bin/vakt-noop-collector" --config "$work/c/collector.toml" --listen "127.0.0.1:$noop" 2>"$work/noop.log" &
 noop_pid=$!; pids+=("$noop_pid")
@@ -96,6 +98,8 @@ for r in $(seq "$ROUNDS"); do
     printf '%-6s %-9s %12.0f %10.1f %10.1f %7s\n' "$r" no-op "$rps" "$p50" "$p99" "$errs"
 done
 
+echo "group commit during the last collector round (flusher's debug log):"
+grep 'group commit' "$work/collector.log" | tail -n 3 | sed -E 's/^.*group commit //; s/^/  /' || true
 rss_kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$collector_pid/status")
 hwm_kib=$(awk '/^VmHWM:/ {print $2}' "/proc/$collector_pid/status")
 data_bytes=$(du -sb "$work/c/data" | cut -f1)
