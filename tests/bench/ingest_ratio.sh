@@ -10,6 +10,8 @@
 #   tests/bench/ingest_ratio.sh                 # 3 rounds, 64 streams x 8 in flight, 20 s
 #   ROUNDS=5 STREAMS=128 IN_FLIGHT=4 DURATION=30s tests/bench/ingest_ratio.sh
 #   KEEP=1 tests/bench/ingest_ratio.sh          # keep the work directory
+#   BIN=/tmp/base tests/bench/ingest_ratio.sh   # use binaries from BIN, do not build
+#   PERF=1 tests/bench/ingest_ratio.sh          # perf-record the collector in round 1
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -21,9 +23,13 @@ SAMPLES=${SAMPLES:-30}
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
-echo "== building release binaries" >&2
-cargo build --release -p vakt-collector -p vakt-tests --bins >&2
-bin="$root/target/release"
+if [[ -n "${BIN:-}" ]]; then
+    bin=$(cd "$BIN" && pwd)
+else
+    echo "== building release binaries" >&2
+    cargo build --release -p vakt-collector -p vakt-tests --bins >&2
+    bin="$root/target/release"
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/vakt-ingest-ratio.XXXXXX")
 pids=()
@@ -46,7 +52,9 @@ sed -i -E 's/^(enroll_rate_per_address|enroll_rate_global) = .*/\1 = 100000.0/;
 grep -q '^enroll_rate_per_address = 100000' "$work/c/collector.toml" || {
     echo "could not raise the enrollment rate limits in $work/c/collector.toml" >&2; exit 1; }
 
-"$bin/vakt-collector" serve --config "$work/c/collector.toml" 2>"$work/collector.log" &
+# Debug level for the group commit: it logs flushes/s and waiters per flush.
+RUST_LOG=${RUST_LOG:-info,vakt_collector::store::flush=debug} \
+    "$bin/vakt-collector" serve --config "$work/c/collector.toml" 2>"$work/collector.log" &
 collector_pid=$!; pids+=("$collector_pid")
 "$bin/vakt-noop-collector" --config "$work/c/collector.toml" --listen "127.0.0.1:$noop" 2>"$work/noop.log" &
 noop_pid=$!; pids+=("$noop_pid")
@@ -66,7 +74,18 @@ rate() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["reports_p
 durable=(); bare=()
 printf '%-6s %-9s %12s %10s %10s %7s\n' round server reports/s p50_ms p99_ms errors
 for r in $(seq "$ROUNDS"); do
+    perf_pid=
+    if [[ -n "${PERF:-}" && $r == 1 ]]; then
+        perf record ${PERF_ARGS:--g} -o "$work/perf.data" -p "$collector_pid" 2>>"$work/perf.log" >&2 &
+        perf_pid=$!
+    fi
     out=$("${sim[@]}" "${load[@]}" --collector-pid "$collector_pid" 2>>"$work/sim.log")
+    if [[ -n "$perf_pid" ]]; then
+        kill -INT "$perf_pid"; wait "$perf_pid" || true
+        perf report -i "$work/perf.data" --no-children --percent-limit 0.7 --stdio -g none \
+            >"$work/perf-report.txt" 2>/dev/null || true
+        echo "perf report: $work/perf-report.txt (pass KEEP=1 to keep it)" >&2
+    fi
     echo "$out" >"$work/collector-$r.json"
     read -r rps p50 p99 errs <<<"$(rate <<<"$out")"
     durable+=("$rps")
@@ -79,6 +98,8 @@ for r in $(seq "$ROUNDS"); do
     printf '%-6s %-9s %12.0f %10.1f %10.1f %7s\n' "$r" no-op "$rps" "$p50" "$p99" "$errs"
 done
 
+echo "group commit during the last collector round (flusher's debug log):"
+grep 'group commit' "$work/collector.log" | tail -n 3 | sed -E 's/^.*group commit //; s/^/  /' || true
 rss_kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$collector_pid/status")
 hwm_kib=$(awk '/^VmHWM:/ {print $2}' "/proc/$collector_pid/status")
 data_bytes=$(du -sb "$work/c/data" | cut -f1)

@@ -9,6 +9,7 @@ use super::{SharedRef, calling_device};
 use crate::error::Error;
 use crate::metrics::ResultLabel;
 use futures::FutureExt;
+use prometheus_client::metrics::counter::Counter;
 use std::pin::Pin;
 use std::time::Instant;
 use tokio::sync::{broadcast, mpsc};
@@ -164,6 +165,7 @@ impl AgentStream<'_> {
         let shared = self.shared;
         let device_id = self.device_id;
         let registration = shared.streams.open(device_id);
+        let stats = StreamCounters::new(shared);
         let mut ended = false;
         while !ended {
             let Some(first) = self.next(&mut inbound).await? else {
@@ -193,48 +195,47 @@ impl AgentStream<'_> {
             }
             let mut ack = ReportAck::default();
             let mut clone_suspected = false;
-            for batch in &group {
-                let now = now_unix_ms();
-                if let Err(e) = validate::report_batch(batch, now) {
-                    shared
-                        .metrics
-                        .reports
-                        .get_or_create(&ResultLabel { result: "rejected" })
-                        .inc();
-                    // Acknowledge what was stored before the bad batch, then refuse it.
-                    if ack.acked_sequence > 0 {
-                        shared.store.durable().await.map_err(Error::from)?;
-                        let _ = acks.send(Ok(ack)).await;
-                    }
-                    return Err(Status::invalid_argument(format!(
-                        "batch {}: {e}",
-                        batch.sequence
-                    )));
-                }
-                let ingested = shared
-                    .store
-                    .ingest(device_id, batch, now)
-                    .map_err(Error::from)?;
-                let result = if ingested.stored {
-                    "stored"
-                } else {
-                    "duplicate"
-                };
-                shared
-                    .metrics
-                    .reports
-                    .get_or_create(&ResultLabel { result })
-                    .inc();
+            let now = now_unix_ms();
+            // Validate the whole group first; what precedes a bad batch is
+            // stored and acknowledged, then the bad one is refused.
+            let mut refused = None;
+            if let Some((i, e)) = group
+                .iter()
+                .enumerate()
+                .find_map(|(i, b)| validate::report_batch(b, now).err().map(|e| (i, e)))
+            {
+                stats.rejected.inc();
+                refused = Some(Status::invalid_argument(format!(
+                    "batch {}: {e}",
+                    group[i].sequence
+                )));
+                group.truncate(i);
+            }
+            let sample_counts: Vec<usize> = group.iter().map(|b| b.samples.len()).collect();
+            let results = shared
+                .store
+                .ingest_group(device_id, group, now)
+                .map_err(Error::from)?;
+            for (ingested, samples) in results.iter().zip(sample_counts) {
                 if ingested.stored {
-                    shared.metrics.samples.inc_by(batch.samples.len() as u64);
+                    stats.stored.inc();
+                    stats.samples.inc_by(samples as u64);
+                    // The newest stored batch says whether the list is still missing.
+                    ack.send_full_software = ingested.need_full_software;
+                } else {
+                    stats.duplicate.inc();
                 }
                 clone_suspected |= ingested.clone_suspected;
                 ack.acked_sequence = ingested.acked_sequence;
                 ack.send_full_inventory |= ingested.need_inventory;
-                if ingested.stored {
-                    // The newest stored batch says whether the list is still missing.
-                    ack.send_full_software = ingested.need_full_software;
+            }
+            if let Some(status) = refused {
+                // Acknowledge what was stored before the bad batch, then refuse it.
+                if ack.acked_sequence > 0 {
+                    shared.store.durable().await.map_err(Error::from)?;
+                    let _ = acks.send(Ok(ack)).await;
                 }
+                return Err(status);
             }
             if clone_suspected {
                 shared
@@ -255,6 +256,28 @@ impl AgentStream<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// This stream's handles on the report counters: looked up once, not per
+/// batch (a labelled family lookup hashes the label and takes a lock).
+struct StreamCounters {
+    stored: Counter,
+    duplicate: Counter,
+    rejected: Counter,
+    samples: Counter,
+}
+
+impl StreamCounters {
+    fn new(shared: &SharedRef) -> Self {
+        let reports = &shared.metrics.reports;
+        let result = |result| reports.get_or_create(&ResultLabel { result }).clone();
+        Self {
+            stored: result("stored"),
+            duplicate: result("duplicate"),
+            rejected: result("rejected"),
+            samples: shared.metrics.samples.clone(),
+        }
     }
 }
 

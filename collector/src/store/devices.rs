@@ -205,7 +205,12 @@ impl Store {
                 Ok(Some(device))
             },
         );
-        flatten(outcome)
+        let done = flatten(outcome)?;
+        if let Some(device) = &done {
+            // The transaction reset the stored sequence; the hot copy is stale.
+            self.forget_ingest_state(&device.device_id);
+        }
+        Ok(done)
     }
 
     /// Gives an existing device a new one-time token; its previous token stops

@@ -72,6 +72,21 @@ impl Events {
 }
 
 impl ReportStored {
+    /// The event of a batch the caller no longer needs: its samples and
+    /// events move instead of being copied.
+    pub(super) fn taken(device_id: &str, batch: &mut v1::ReportBatch, received_at_ms: i64) -> Self {
+        Self {
+            device_id: device_id.to_owned(),
+            received_at_ms,
+            collected_at_ms: batch.collected_at_unix_ms,
+            samples: std::mem::take(&mut batch.samples),
+            events: std::mem::take(&mut batch.events),
+            dropped_reports: batch.dropped_reports,
+            old_inventory: None,
+            new_inventory: batch.inventory.take(),
+        }
+    }
+
     pub(super) fn of(
         device_id: &str,
         batch: &v1::ReportBatch,

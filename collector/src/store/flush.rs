@@ -30,12 +30,14 @@ impl Flusher {
     pub fn start(db: sled::Db) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
         let task = tokio::spawn(async move {
+            let mut stats = Stats::default();
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
                 while let Ok(waiter) = rx.try_recv() {
                     batch.push(waiter);
                 }
                 let db = db.clone();
+                let started = std::time::Instant::now();
                 // sled's flush blocks on fsync: keep it off the async threads.
                 let result = match tokio::task::spawn_blocking(move || db.flush()).await {
                     Ok(Ok(_)) => Ok(()),
@@ -44,6 +46,7 @@ impl Flusher {
                         "flush task failed: {join}"
                     )))),
                 };
+                stats.record(batch.len(), started.elapsed());
                 for waiter in batch {
                     // A waiter that gave up (its RPC was cancelled) is fine to ignore.
                     let _ = waiter.send(result.clone());
@@ -68,6 +71,41 @@ impl Flusher {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(FlushError::Sled(e)),
             Err(_) => Err(FlushError::Stopped),
+        }
+    }
+}
+
+/// Group-commit figures, logged at debug level every few seconds (how many
+/// waiters a flush answers and how long it takes tell whether fsync or CPU
+/// limits ingest).
+#[derive(Default)]
+struct Stats {
+    since: Option<std::time::Instant>,
+    flushes: u64,
+    waiters: u64,
+    busy: std::time::Duration,
+    slowest: std::time::Duration,
+}
+
+impl Stats {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+    fn record(&mut self, waiters: usize, took: std::time::Duration) {
+        let since = *self.since.get_or_insert_with(std::time::Instant::now);
+        self.flushes += 1;
+        self.waiters += waiters as u64;
+        self.busy += took;
+        self.slowest = self.slowest.max(took);
+        let elapsed = since.elapsed();
+        if elapsed >= Self::EVERY {
+            tracing::debug!(
+                flushes_per_s = self.flushes as f64 / elapsed.as_secs_f64(),
+                waiters_per_flush = self.waiters as f64 / self.flushes as f64,
+                mean_flush_ms = self.busy.as_secs_f64() * 1e3 / self.flushes as f64,
+                max_flush_ms = self.slowest.as_secs_f64() * 1e3,
+                "group commit"
+            );
+            *self = Self::default();
         }
     }
 }

@@ -17,9 +17,29 @@ use vakt_proto::v1;
 pub type Group = (Vec<u8>, Vec<(i64, f64)>);
 
 pub fn encode(batch: &v1::ReportBatch) -> Vec<u8> {
-    let batch_ts = batch.collected_at_unix_ms;
-    let mut out = Vec::with_capacity(64 + batch.samples.len() * 48);
+    encode_many(std::slice::from_ref(batch))
+}
+
+/// One record holding the samples of several reports of one device (a
+/// stream's group of waiting batches, stored with one sled key): their
+/// groups one after the other, timestamps relative to the first batch's, so
+/// `decode` reads it like a single report's record.
+pub fn encode_many<'a>(batches: impl IntoIterator<Item = &'a v1::ReportBatch> + Clone) -> Vec<u8> {
+    let mut batches_iter = batches.clone().into_iter();
+    let Some(first) = batches_iter.next() else {
+        return Vec::new();
+    };
+    let batch_ts = first.collected_at_unix_ms;
+    let total: usize = batches.clone().into_iter().map(|b| b.samples.len()).sum();
+    let mut out = Vec::with_capacity(16 + total * 64);
     put_varint(&mut out, zigzag(batch_ts));
+    for batch in batches {
+        encode_samples(&mut out, batch_ts, batch);
+    }
+    out
+}
+
+fn encode_samples(out: &mut Vec<u8>, base_ts: i64, batch: &v1::ReportBatch) {
     let mut i = 0;
     while i < batch.samples.len() {
         let first = &batch.samples[i];
@@ -27,22 +47,43 @@ pub fn encode(batch: &v1::ReportBatch) -> Vec<u8> {
             .iter()
             .take_while(|s| s.metric == first.metric && s.attributes == first.attributes)
             .count();
-        let id = series::series_id(&first.metric, &first.attributes);
-        put_varint(&mut out, id.len() as u64);
-        out.extend_from_slice(&id);
-        put_varint(&mut out, same as u64);
+        put_series_id(out, first);
+        put_varint(out, same as u64);
         for sample in &batch.samples[i..i + same] {
             let ts = if sample.timestamp_unix_ms == 0 {
-                batch_ts
+                batch.collected_at_unix_ms
             } else {
                 sample.timestamp_unix_ms
             };
-            put_varint(&mut out, zigzag(ts.wrapping_sub(batch_ts)));
+            put_varint(out, zigzag(ts.wrapping_sub(base_ts)));
             out.extend_from_slice(&sample.value.to_le_bytes());
         }
         i += same;
     }
-    out
+}
+
+/// `len varint` and `series::series_id` of a sample's series, written in
+/// place (no intermediate allocation when its attributes are already in key
+/// order, as agents send them).
+fn put_series_id(out: &mut Vec<u8>, sample: &v1::Sample) {
+    let attrs = &sample.attributes;
+    if !attrs.windows(2).all(|w| w[0].key <= w[1].key) {
+        let id = series::series_id(&sample.metric, attrs);
+        put_varint(out, id.len() as u64);
+        out.extend_from_slice(&id);
+        return;
+    }
+    let len = sample.metric.len()
+        + 2
+        + attrs
+            .iter()
+            .map(|a| a.key.len() + a.value.len() + 1)
+            .sum::<usize>()
+        + attrs.len().saturating_sub(1);
+    put_varint(out, len as u64);
+    let start = out.len();
+    series::write_series_id(out, &sample.metric, attrs.iter());
+    debug_assert_eq!(out.len() - start, len);
 }
 
 pub fn decode(mut bytes: &[u8]) -> Result<Vec<Group>, CodecError> {
@@ -126,6 +167,48 @@ mod tests {
         assert_eq!(groups[0].1, vec![(1_000_000, 1.5), (999_000, -0.0)]);
         assert_eq!(groups[1].1, vec![(1_000_000, 7.0)]);
         assert_eq!(groups[2], (a, vec![(1_000_500, 2.0)]));
+    }
+
+    #[test]
+    fn several_batches_in_one_record_decode_like_their_samples() {
+        let a = v1::ReportBatch {
+            collected_at_unix_ms: 1_000_000,
+            samples: vec![
+                sample("m", Some(("k", "v")), 0, 1.0),
+                sample("n", None, 999_000, 2.0),
+            ],
+            ..Default::default()
+        };
+        let b = v1::ReportBatch {
+            collected_at_unix_ms: 1_030_000,
+            samples: vec![sample("m", Some(("k", "v")), 0, 3.0)],
+            ..Default::default()
+        };
+        let unsorted = v1::ReportBatch {
+            collected_at_unix_ms: 1_060_000,
+            samples: vec![v1::Sample {
+                attributes: vec![
+                    v1::Attribute {
+                        key: "z".into(),
+                        value: "1".into(),
+                    },
+                    v1::Attribute {
+                        key: "a".into(),
+                        value: "2".into(),
+                    },
+                ],
+                ..sample("m", None, 0, 4.0)
+            }],
+            ..Default::default()
+        };
+        let groups = decode(&encode_many([&a, &b, &unsorted])).unwrap();
+        let m = series::series_id("m", &a.samples[0].attributes);
+        assert_eq!(groups[0], (m.clone(), vec![(1_000_000, 1.0)]));
+        assert_eq!(groups[1].1, vec![(999_000, 2.0)]);
+        assert_eq!(groups[2], (m, vec![(1_030_000, 3.0)]));
+        let sorted = series::series_id("m", &unsorted.samples[0].attributes);
+        assert_eq!(groups[3], (sorted, vec![(1_060_000, 4.0)]));
+        assert_eq!(decode(&encode(&a)).unwrap(), groups[..2].to_vec());
     }
 
     #[test]

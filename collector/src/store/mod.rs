@@ -16,6 +16,8 @@ mod events;
 pub mod fleet_queries;
 mod flush;
 mod gorilla;
+mod hot;
+mod ingest;
 mod log;
 pub mod outbox;
 pub mod read;
@@ -167,8 +169,10 @@ pub struct Store {
     denylist: sled::Tree,
     flusher: Flusher,
     /// Serializes the read-modify-write of one device's ingest state (a device
-    /// normally has one stream, but a cloned identity may have two).
-    ingest_locks: Vec<Mutex<()>>,
+    /// normally has one stream, but a cloned identity may have two), and
+    /// holds the stripe's states write-through (`hot.rs`), so the ingest path
+    /// reads no sled key and decodes no JSON.
+    ingest_locks: Vec<Mutex<hot::HotStates>>,
     /// Registrations are rare; one lock keeps "same serial → same device" exact.
     registration_lock: tokio::sync::Mutex<()>,
     child_policy: ChildPolicy,
@@ -255,7 +259,9 @@ impl Store {
             audit: db.open_tree("audit")?,
             denylist: db.open_tree("denylist")?,
             flusher: Flusher::start(db.clone()),
-            ingest_locks: (0..INGEST_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            ingest_locks: (0..INGEST_LOCK_STRIPES)
+                .map(|_| Mutex::new(hot::HotStates::default()))
+                .collect(),
             registration_lock: tokio::sync::Mutex::new(()),
             child_policy: ChildPolicy::default(),
             events: events::Events::default(),
@@ -308,12 +314,36 @@ impl Store {
     // ---- telemetry ----
 
     pub fn ingest_state(&self, device_id: &str) -> Result<IngestState> {
-        Ok(self
-            .telemetry
-            .get(series::state_key(device_id))?
-            .map(|v| decode_json(device_id, &v))
-            .transpose()?
-            .unwrap_or_default())
+        let mut hot = self.lock_ingest(device_id);
+        Ok(self.cached_state(&mut hot, device_id)?.clone())
+    }
+
+    /// The stored ingest state, read from sled only on the first use.
+    fn cached_state<'a>(
+        &self,
+        hot: &'a mut hot::HotStates,
+        device_id: &str,
+    ) -> Result<&'a mut IngestState> {
+        hot.get_or_load(device_id, || {
+            Ok(self
+                .telemetry
+                .get(series::state_key(device_id))?
+                .map(|v| decode_json(device_id, &v))
+                .transpose()?
+                .unwrap_or_default())
+        })
+    }
+
+    fn lock_ingest(&self, device_id: &str) -> std::sync::MutexGuard<'_, hot::HotStates> {
+        self.ingest_locks[stripe_of(device_id)]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Drops the cached ingest state of a device whose stored state was
+    /// changed outside `ingest` (enrollment resets its sequence).
+    pub(super) fn forget_ingest_state(&self, device_id: &str) {
+        self.lock_ingest(device_id).forget(device_id);
     }
 
     pub fn inventory(&self, device_id: &str) -> Result<Option<v1::Inventory>> {
@@ -336,17 +366,14 @@ impl Store {
         batch: &v1::ReportBatch,
         now_ms: i64,
     ) -> Result<Ingested> {
-        let stripe = stripe_of(device_id);
-        let _guard = self.ingest_locks[stripe]
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut state = self.ingest_state(device_id)?;
-        if batch.sequence <= state.last_sequence {
+        let mut hot = self.lock_ingest(device_id);
+        let cached = self.cached_state(&mut hot, device_id)?;
+        if batch.sequence <= cached.last_sequence {
             return Ok(Ingested {
-                acked_sequence: state.last_sequence,
+                acked_sequence: cached.last_sequence,
                 stored: false,
                 need_inventory: false,
-                clone_suspected: batch.collected_at_unix_ms > state.last_collected_ms,
+                clone_suspected: batch.collected_at_unix_ms > cached.last_collected_ms,
                 need_full_software: false,
             });
         }
@@ -354,6 +381,8 @@ impl Store {
             Some(_) if self.events.wanted() => self.inventory(device_id)?,
             _ => None,
         };
+        // Changed on a copy: the cache takes it only once the batch is applied.
+        let mut state = cached.clone();
         let mut writes = sled::Batch::default();
         // One compact log record per report, folded into chunks later
         // (`compact.rs`): one sled key instead of one per sample.
@@ -394,6 +423,8 @@ impl Store {
         writes.insert(series::state_key(device_id), encode_json(&state));
         let children = self.stage_children(device_id, batch, now_ms, &mut writes)?;
         self.telemetry.apply_batch(writes)?;
+        cached.clone_from(&state);
+        drop(hot);
         children.audit(self, now_ms)?;
         if self.events.wanted() {
             self.events

@@ -86,20 +86,31 @@ pub fn metric_prefix(kind: Kind, device_id: &str, metric: &str) -> Vec<u8> {
 
 /// The device-independent id of a series: metric, attributes, `\0`.
 pub fn series_id(metric: &str, attributes: &[v1::Attribute]) -> Vec<u8> {
-    let mut key = metric.as_bytes().to_vec();
-    key.push(RECORD_SEP);
+    let mut key = Vec::with_capacity(metric.len() + 2 + attributes.len() * 24);
     let mut sorted: Vec<&v1::Attribute> = attributes.iter().collect();
     sorted.sort_by(|a, b| a.key.cmp(&b.key));
-    for (i, attr) in sorted.iter().enumerate() {
-        if i > 0 {
-            key.push(RECORD_SEP);
-        }
-        key.extend_from_slice(attr.key.as_bytes());
-        key.push(UNIT_SEP);
-        key.extend_from_slice(attr.value.as_bytes());
-    }
-    key.push(0);
+    write_series_id(&mut key, metric, sorted.into_iter());
     key
+}
+
+/// Appends the series id of `metric` with `attributes`, which must already
+/// be in key order (`series_id` sorts them).
+pub fn write_series_id<'a>(
+    out: &mut Vec<u8>,
+    metric: &str,
+    attributes: impl Iterator<Item = &'a v1::Attribute>,
+) {
+    out.extend_from_slice(metric.as_bytes());
+    out.push(RECORD_SEP);
+    for (i, attr) in attributes.enumerate() {
+        if i > 0 {
+            out.push(RECORD_SEP);
+        }
+        out.extend_from_slice(attr.key.as_bytes());
+        out.push(UNIT_SEP);
+        out.extend_from_slice(attr.value.as_bytes());
+    }
+    out.push(0);
 }
 
 /// The metric and attributes of a series id.
