@@ -23,7 +23,7 @@ SCRAPE=${SCRAPE:-15}
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
-cargo build --release -p vakt-collector -p vakt-tests --bins >&2
+[[ -n "${NO_BUILD:-}" ]] || cargo build --release -p vakt-collector -p vakt-tests --bins >&2
 bin="$root/target/release"
 work=$(mktemp -d "${TMPDIR:-/tmp}/vakt-fleet.XXXXXX")
 pids=()
@@ -44,6 +44,8 @@ sed -i -E 's/^(enroll_rate_per_address|enroll_rate_global|enroll_burst_per_addre
     "$work/c/collector.toml"
 "$bin/vakt-collector" serve --config "$work/c/collector.toml" >/dev/null 2>"$work/collector.log" &
 collector_pid=$!; pids+=("$collector_pid")
+# For profiling the collector from outside (perf record -p).
+[[ -z "${PIDFILE:-}" ]] || echo "$collector_pid" >"$PIDFILE"
 for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:$http/readyz" >/dev/null 2>&1 && break
     sleep 0.2
