@@ -13,9 +13,12 @@ use vakt_proto::v1::DeviceStatus;
 
 /// How old the device gauges may be before a scrape recounts them. A status
 /// changes on the scale of report intervals (online = seen within three of
-/// them), so counts this old are still right, and a fleet of 50,000 devices
-/// is scanned at most this often however many scrapers there are.
-pub const FLEET_GAUGES_MAX_AGE: Duration = Duration::from_secs(10);
+/// them, plus 10 s), so counts this old are still right to within an
+/// interval, and however many scrapers there are (Prometheus every 15 s, an
+/// HA pair twice that), a fleet of 50,000 devices is walked at most this
+/// often. Measured: one recount of 19,000 devices took 0.05–1.1 s of one core
+/// on a machine at load 12 (docs/BENCHMARKS.md, "Fleet scale").
+pub const FLEET_GAUGES_MAX_AGE: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {

@@ -46,7 +46,14 @@ errors by gRPC code, and with --collector-pid the collector's resident memory.
 Capacity planning: run the fleet you expect (devices, interval, samples per report) \
 for 10 minutes or more against a collector on the hardware you plan to use. The fleet \
 fits if reports/s matches devices/interval, p99 ack latency stays well below the \
-interval, there are no errors and RSS levels off.
+interval, there are no errors and RSS levels off (-o json keeps every progress window: \
+ack latency, collector RSS and the machine's load average, so a slow collector can be told \
+from a starved machine). Memory: count about 45 KiB of collector RSS per connected agent \
+(tests/bench/conn_memory.sh measures it on your build) on top of sled's cache and the data. \
+Descriptors: each agent is one TCP connection, so one collector process holds at most its \
+open-file limit (ulimit -n) minus a few dozen agents; the same holds for this simulator, \
+so for a fleet larger than one process's limit run several simulators, each with its own \
+--credentials-cache.
 
 Enrolling many devices: the collector rate-limits Enroll (enroll_rate_per_address, \
 default 2/s, and enroll_rate_global in collector.toml). For a big simulated fleet raise \
