@@ -48,7 +48,7 @@ for 10 minutes or more against a collector on the hardware you plan to use. The 
 fits if reports/s matches devices/interval, p99 ack latency stays well below the \
 interval, there are no errors and RSS levels off (-o json keeps every progress window: \
 ack latency, collector RSS and the machine's load average, so a slow collector can be told \
-from a starved machine). Memory: count about 45 KiB of collector RSS per connected agent \
+from a starved machine). Memory: count about 40 KiB of collector RSS per connected agent \
 (tests/bench/conn_memory.sh measures it on your build) on top of sled's cache and the data. \
 Descriptors: each agent is one TCP connection, so one collector process holds at most its \
 open-file limit (ulimit -n) minus a few dozen agents; the same holds for this simulator, \
