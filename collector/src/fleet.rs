@@ -16,19 +16,47 @@ pub fn status(
     now_ms: i64,
     report_interval: Duration,
 ) -> DeviceStatus {
-    if record.revoked_at_ms != 0 {
+    status_of(
+        record.revoked_at_ms,
+        Seen {
+            last_seen_ms: state.last_seen_ms,
+            last_event: state.last_event,
+            last_event_ms: state.last_event_ms,
+        },
+        now_ms,
+        report_interval,
+    )
+}
+
+/// What a device's status depends on in its ingest state.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Seen {
+    pub last_seen_ms: i64,
+    pub last_event: i32,
+    pub last_event_ms: i64,
+}
+
+/// `status` from only the fields it reads, for scans that do not decode
+/// whole records (the `/metrics` fleet gauges).
+pub fn status_of(
+    revoked_at_ms: i64,
+    seen: Seen,
+    now_ms: i64,
+    report_interval: Duration,
+) -> DeviceStatus {
+    if revoked_at_ms != 0 {
         return DeviceStatus::Revoked;
     }
-    if state.last_seen_ms == 0 {
+    if seen.last_seen_ms == 0 {
         return DeviceStatus::NeverSeen;
     }
     let window = report_interval * ONLINE_INTERVALS + ONLINE_GRACE;
     let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-    let said_goodbye = state.last_event_ms >= state.last_seen_ms.saturating_sub(window_ms);
-    match EventKind::try_from(state.last_event) {
+    let said_goodbye = seen.last_event_ms >= seen.last_seen_ms.saturating_sub(window_ms);
+    match EventKind::try_from(seen.last_event) {
         Ok(EventKind::Shutdown) if said_goodbye => DeviceStatus::Off,
         Ok(EventKind::Sleep) if said_goodbye => DeviceStatus::Asleep,
-        _ if now_ms.saturating_sub(state.last_seen_ms) <= window_ms => DeviceStatus::Online,
+        _ if now_ms.saturating_sub(seen.last_seen_ms) <= window_ms => DeviceStatus::Online,
         _ => DeviceStatus::Offline,
     }
 }

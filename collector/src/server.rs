@@ -21,6 +21,28 @@ use vakt_proto::v1::enrollment_server::EnrollmentServer;
 use vakt_proto::v1::telemetry_server::TelemetryServer;
 use vakt_proto::validate::MAX_MESSAGE_BYTES;
 
+// HTTP/2 settings for a collector that holds one connection per device.
+//
+// At fleet scale the collector keeps tens of thousands of mostly idle agent
+// connections, so what matters is what each may cost in the worst case, not
+// the throughput of one. hyper's defaults are tuned for the opposite (a few
+// fast connections): a 1 MiB window per stream and per connection that a
+// peer may fill before the collector reads (and BDP-based adaptive windows,
+// which would grow it further, are kept off explicitly). With 20,000 agents that is up to 20 GiB of buffered request
+// data if the collector stalls (a long fsync) while agents replay their
+// spools. The windows below still let a batch of the largest allowed size
+// (4 MiB) through in a few round trips on loopback or a LAN, and a normal
+// report (a few KiB) in one. The measured effect on idle memory and latency
+// is in docs/BENCHMARKS.md ("Fleet scale").
+
+/// Flow-control window of one stream (the agent's Report stream).
+pub const STREAM_WINDOW_BYTES: u32 = 256 * 1024;
+/// Flow-control window of a whole connection (all its streams together).
+pub const CONNECTION_WINDOW_BYTES: u32 = 512 * 1024;
+/// Streams one connection may have open at once: an agent uses one Report
+/// stream plus the odd unary call (renewal, inventory); vaktctl a few.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 64;
+
 /// A running collector's addresses, once it accepts connections.
 #[derive(Clone, Copy, Debug)]
 pub struct Bound {
@@ -123,6 +145,10 @@ pub async fn serve(
         .tls_config(tls)
         .context("configure TLS")?
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .http2_adaptive_window(Some(false))
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)

@@ -7,6 +7,7 @@
 //! depend on it.
 #![forbid(unsafe_code)]
 
+pub mod codec;
 pub mod identity;
 pub mod validate;
 

@@ -4,17 +4,26 @@
 # size of its sled directory.
 #
 #   DEVICES=2000 INTERVAL=10s DURATION=2m tests/bench/fleet.sh
-#   DEVICES=50000 INTERVAL=60s DURATION=10m tests/bench/fleet.sh   # issue 6's target
+#   DEVICES=19000 INTERVAL=60s DURATION=10m tests/bench/fleet.sh   # the most one process holds here
+#
+# While it runs, /metrics is scraped every SCRAPE seconds (0: never) as a
+# Prometheus would, and each scrape's duration is appended to scrapes.tsv in
+# the work directory (kept with KEEP=1); pass `-o json` for the simulator's
+# per-window series (ack latency, collector RSS, load average).
+#
+# Each device holds one TCP connection, on both sides: the collector (and the
+# simulator) can hold at most about `ulimit -Hn` devices.
 set -euo pipefail
 
 DEVICES=${DEVICES:-2000}
 INTERVAL=${INTERVAL:-10s}
 DURATION=${DURATION:-2m}
 SAMPLES=${SAMPLES:-30}
+SCRAPE=${SCRAPE:-15}
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
-cargo build --release -p vakt-collector -p vakt-tests --bins >&2
+[[ -n "${NO_BUILD:-}" ]] || cargo build --release -p vakt-collector -p vakt-tests --bins >&2
 bin="$root/target/release"
 work=$(mktemp -d "${TMPDIR:-/tmp}/vakt-fleet.XXXXXX")
 pids=()
@@ -35,10 +44,27 @@ sed -i -E 's/^(enroll_rate_per_address|enroll_rate_global|enroll_burst_per_addre
     "$work/c/collector.toml"
 "$bin/vakt-collector" serve --config "$work/c/collector.toml" >/dev/null 2>"$work/collector.log" &
 collector_pid=$!; pids+=("$collector_pid")
+# For profiling the collector from outside (perf record -p).
+[[ -z "${PIDFILE:-}" ]] || echo "$collector_pid" >"$PIDFILE"
 for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:$http/readyz" >/dev/null 2>&1 && break
     sleep 0.2
 done
+if ((SCRAPE > 0)); then
+    (
+        while sleep "$SCRAPE"; do
+            curl -fs -o /dev/null -w "%{time_total}\n" "http://127.0.0.1:$http/metrics" || echo failed
+        done >"$work/scrapes.tsv"
+    ) &
+    pids+=("$!")
+fi
+limit=$(ulimit -n)
+if ((DEVICES + 100 > limit)); then
+    echo "warning: $DEVICES devices need as many descriptors in the collector; ulimit -n is $limit" >&2
+fi
 "$bin/vakt-fleet-sim" --vaktctl-config "$work/c/vaktctl.toml" --devices "$DEVICES" \
     --interval "$INTERVAL" --duration "$DURATION" --samples-per-report "$SAMPLES" \
     --collector-pid "$collector_pid" --data-dir "$work/c/data" "$@"
+if ((SCRAPE > 0)) && [[ -s "$work/scrapes.tsv" ]]; then
+    sort -n "$work/scrapes.tsv" | awk '{v[NR]=$1} END {printf "/metrics scrapes: %d, median %.1f ms, max %.1f ms\n", NR, v[int((NR+1)/2)]*1000, v[NR]*1000}' >&2
+fi

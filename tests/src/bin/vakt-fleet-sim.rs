@@ -1,6 +1,8 @@
 //! `vakt-fleet-sim`: a simulated fleet against a real collector, for load
 //! tests and capacity planning. See `--help` and docs/BENCHMARKS.md.
 
+#[path = "../sim/progress.rs"]
+mod progress;
 #[path = "../sim/stats.rs"]
 mod stats;
 #[path = "../sim/workload.rs"]
@@ -8,6 +10,7 @@ mod workload;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, ValueEnum};
+use progress::Progress;
 use serde_json::json;
 use stats::{Latency, Stats};
 use std::collections::VecDeque;
@@ -43,7 +46,14 @@ errors by gRPC code, and with --collector-pid the collector's resident memory.
 Capacity planning: run the fleet you expect (devices, interval, samples per report) \
 for 10 minutes or more against a collector on the hardware you plan to use. The fleet \
 fits if reports/s matches devices/interval, p99 ack latency stays well below the \
-interval, there are no errors and RSS levels off.
+interval, there are no errors and RSS levels off (-o json keeps every progress window: \
+ack latency, collector RSS and the machine's load average, so a slow collector can be told \
+from a starved machine). Memory: count about 40 KiB of collector RSS per connected agent \
+(tests/bench/conn_memory.sh measures it on your build) on top of sled's cache and the data. \
+Descriptors: each agent is one TCP connection, so one collector process holds at most its \
+open-file limit (ulimit -n) minus a few dozen agents; the same holds for this simulator, \
+so for a fleet larger than one process's limit run several simulators, each with its own \
+--credentials-cache.
 
 Enrolling many devices: the collector rate-limits Enroll (enroll_rate_per_address, \
 default 2/s, and enroll_rate_global in collector.toml). For a big simulated fleet raise \
@@ -553,7 +563,8 @@ async fn simulate(
     let start = Instant::now();
     let _ = go_tx.send(Some(start));
 
-    let mut progress = Progress::new(args, stats.clone());
+    let load_before = progress::load_average();
+    let mut progress = Progress::new(args.progress, args.collector_pid, stats.clone());
     let measured_from = if args.saturate {
         progress.run_until(start + args.warmup, false).await;
         stats.reset();
@@ -608,68 +619,10 @@ async fn simulate(
         "collector_peak_rss_bytes": rss.map(|r| r.1),
         "data_dir_bytes": disk,
         "data_dir_bytes_per_sample_acked": disk.map(|d| if samples == 0 { 0.0 } else { d as f64 / samples as f64 }),
+        "load_1m_at_start": load_before,
+        "load_1m_at_end": progress::load_average(),
+        "windows": progress.windows,
     }))
-}
-
-struct Progress {
-    stats: Arc<Stats>,
-    every: Duration,
-    pid: Option<u32>,
-    began: Instant,
-    last: Instant,
-    last_acked: u64,
-}
-
-impl Progress {
-    fn new(args: &Args, stats: Arc<Stats>) -> Self {
-        let now = Instant::now();
-        Self {
-            stats,
-            every: args.progress,
-            pid: args.collector_pid,
-            began: now,
-            last: now,
-            last_acked: 0,
-        }
-    }
-
-    /// Prints a progress line every `every` until `until`.
-    async fn run_until(&mut self, until: Instant, keep: bool) {
-        loop {
-            let next = (self.last + self.every).min(until);
-            tokio::time::sleep_until(next.into()).await;
-            let now = Instant::now();
-            let acked = self.stats.acked.load(Ordering::Relaxed);
-            let window = self.stats.take_window(keep);
-            let rate = (acked.saturating_sub(self.last_acked)) as f64
-                / now.duration_since(self.last).as_secs_f64().max(1e-3);
-            let errors = self.stats.errors();
-            let rss = self
-                .pid
-                .and_then(stats::rss)
-                .map_or(String::new(), |(r, _)| {
-                    format!("  collector RSS {} MiB", r >> 20)
-                });
-            eprintln!(
-                "[{:>5.0}s]{} {:>8.0} reports/s  {}  errors {}{}",
-                now.duration_since(self.began).as_secs_f64(),
-                if keep { "" } else { " warm-up" },
-                rate,
-                Latency::of(&window).text(),
-                if errors.is_empty() {
-                    "none".to_owned()
-                } else {
-                    format!("{errors:?}")
-                },
-                rss
-            );
-            self.last = now;
-            self.last_acked = acked;
-            if now >= until {
-                return;
-            }
-        }
-    }
 }
 
 struct DeviceCtx {
