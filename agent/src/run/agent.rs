@@ -151,11 +151,15 @@ impl Agent {
         if let Some(gateway) = &self.gateway {
             (batch.children, batch.invalid_child_lines) = gateway.take();
         }
-        // Recorded before the spool file exists, so no crash can hand the same
-        // number out twice.
-        state::save_sequence(&self.state_dir, sequence)?;
-        self.last_sequence = sequence;
+        // Spooled first, then recorded: a start takes the next number above
+        // the spool's highest (`open`), so a kill between the two lines
+        // neither hands `sequence` out twice nor leaves a gap the collector
+        // would take for a lost report. Nothing is sent before both are done
+        // (no await in between), so no acknowledgement can empty the spool of
+        // `sequence` before it is recorded.
         let dropped = self.spool.push(&batch, in_flight_upto)?;
+        self.last_sequence = sequence;
+        state::save_sequence(&self.state_dir, sequence)?;
         if batch.dropped_reports > 0 || dropped.batches > 0 {
             if dropped.batches > 0 {
                 tracing::warn!(
