@@ -48,6 +48,8 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("query would return more than {0} points; use a larger step or a shorter range")]
     TooManyPoints(usize),
+    #[error("the final flush did not finish: {0}")]
+    Closing(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -185,6 +187,8 @@ pub struct Store {
     /// Raw chunks (index 0) and rollups (index 1) of windows ending at or
     /// before this are gone (retention); persisted in `series::horizon_key`.
     horizons: [AtomicI64; 2],
+    /// Where the database lives; `close` waits for sled's lock on it.
+    path: std::path::PathBuf,
 }
 
 /// Retention and memory settings of the store (`[storage]` in collector.toml).
@@ -269,6 +273,7 @@ impl Store {
             options,
             horizons,
             db,
+            path: path.to_path_buf(),
         })
     }
 
@@ -300,10 +305,38 @@ impl Store {
 
     /// Flushes and releases the database, so it can be opened again in this
     /// process (sled holds a file lock until every handle is gone).
+    /// Flushes and releases the database. Returns only once sled's own
+    /// threads have let go of the file lock too, so the same process may open
+    /// the path again at once (sled's IO threads can hold the last reference
+    /// for a moment after a flush has completed).
     pub async fn close(self) -> Result<()> {
-        let Store { db, flusher, .. } = self;
+        let Store {
+            db,
+            flusher,
+            path,
+            devices,
+            index,
+            tokens,
+            telemetry,
+            audit,
+            denylist,
+            ..
+        } = self;
         flusher.shutdown().await;
-        db.flush_async().await?;
+        drop((devices, index, tokens, telemetry, audit, denylist));
+        let flushed = tokio::task::spawn_blocking(move || {
+            let result = db.flush();
+            drop(db);
+            result
+        })
+        .await;
+        match flushed {
+            Ok(result) => {
+                result?;
+            }
+            Err(join) => return Err(StoreError::Closing(join.to_string())),
+        }
+        wait_for_release(&path.join("db")).await;
         Ok(())
     }
 
@@ -509,3 +542,29 @@ mod hex_bytes {
 
 #[cfg(test)]
 mod tests;
+
+/// Waits (up to 10 s) until no one holds sled's exclusive lock on `lock_file`:
+/// sled takes it with `flock`, which `File::try_lock` also uses.
+async fn wait_for_release(lock_file: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let released = match std::fs::File::open(lock_file) {
+            Ok(file) => match file.try_lock() {
+                Ok(()) => {
+                    let _ = file.unlock();
+                    true
+                }
+                Err(std::fs::TryLockError::WouldBlock) => false,
+                Err(std::fs::TryLockError::Error(_)) => true,
+            },
+            Err(_) => true,
+        };
+        if released || std::time::Instant::now() >= deadline {
+            if !released {
+                tracing::warn!(path = %lock_file.display(), "sled still holds the database lock 10 s after close");
+            }
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
