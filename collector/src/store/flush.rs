@@ -117,7 +117,10 @@ impl Gather {
         })
     }
 
-    pub const DEFAULT: Self = Self::Off;
+    /// Measured side by side (docs/BENCHMARKS.md, "Ingest ceiling ratio"):
+    /// 700 flushes/s answering 2.4 waiters each became 43/s answering 39,
+    /// throughput +2 %, p99 ack lower; an idle collector waits for nothing.
+    pub const DEFAULT: Self = Self::Yield(8);
 
     fn parse(text: &str) -> Option<Self> {
         let text = text.trim();
