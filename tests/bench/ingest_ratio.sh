@@ -12,6 +12,8 @@
 #   KEEP=1 tests/bench/ingest_ratio.sh          # keep the work directory
 #   BIN=/tmp/base tests/bench/ingest_ratio.sh   # use binaries from BIN, do not build
 #   PERF=1 tests/bench/ingest_ratio.sh          # perf-record the collector in round 1
+#   COLLECTOR_BIN=/tmp/prev/vakt-collector ...  # another collector build, same sim and no-op
+#   COLLECTOR_ENV="VAKT_FLUSH_GATHER=yield:8" ...  # environment for the collector only
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -43,7 +45,8 @@ trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 grpc=$(port); http=$(port); noop=$(port)
 
-"$bin/vakt-collector" init --data-dir "$work/c" --name 127.0.0.1 --name localhost \
+collector_bin=${COLLECTOR_BIN:-$bin/vakt-collector}
+"$collector_bin" init --data-dir "$work/c" --name 127.0.0.1 --name localhost \
     --grpc-listen "127.0.0.1:$grpc" --http-listen "127.0.0.1:$http" >/dev/null
 # The simulator enrolls every stream's device from one address: lift the
 # enrollment rate limits (defaults: 2/s per address, 50/s overall).
@@ -53,8 +56,9 @@ grep -q '^enroll_rate_per_address = 100000' "$work/c/collector.toml" || {
     echo "could not raise the enrollment rate limits in $work/c/collector.toml" >&2; exit 1; }
 
 # Debug level for the group commit: it logs flushes/s and waiters per flush.
-RUST_LOG=${RUST_LOG:-info,vakt_collector::store::flush=debug} \
-    "$bin/vakt-collector" serve --config "$work/c/collector.toml" 2>"$work/collector.log" &
+# shellcheck disable=SC2086 # COLLECTOR_ENV is a list of NAME=VALUE words
+env RUST_LOG="${RUST_LOG:-info,vakt_collector::store::flush=debug}" ${COLLECTOR_ENV:-} \
+    "$collector_bin" serve --config "$work/c/collector.toml" 2>"$work/collector.log" &
 collector_pid=$!; pids+=("$collector_pid")
 "$bin/vakt-noop-collector" --config "$work/c/collector.toml" --listen "127.0.0.1:$noop" 2>"$work/noop.log" &
 noop_pid=$!; pids+=("$noop_pid")

@@ -9,6 +9,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 use vakt_collector::{config, init, quickstart, server};
 
+/// mimalloc instead of glibc malloc: under saturated ingest glibc's
+/// `_int_malloc`/`malloc_consolidate`/`unlink_chunk` were 20-25 % of the
+/// collector's CPU (the request path allocates per message: h2 frames, prost
+/// decoding, log records). Figures in docs/BENCHMARKS.md, "Ingest ceiling ratio".
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "vakt-collector",

@@ -11,8 +11,28 @@
 //! resend (nothing written), and the record and the new state land in one
 //! atomic batch, so after a crash either both or neither exist.
 
-use super::{Ingested, ReportStored, Result, Store, encode_json, log, series};
+use super::{IngestState, Ingested, ReportStored, Result, Store, encode_json, log, series};
 use vakt_proto::v1;
+
+impl IngestState {
+    /// Takes a stored batch into the state: its sequence, when it was seen
+    /// and collected, its newest event and its dropped-report count. The one
+    /// place both ingest paths (`ingest`, `ingest_group`) advance a device.
+    pub(super) fn advance(&mut self, batch: &v1::ReportBatch, now_ms: i64) {
+        for event in &batch.events {
+            if event.at_unix_ms >= self.last_event_ms {
+                self.last_event = event.kind;
+                self.last_event_ms = event.at_unix_ms;
+            }
+        }
+        self.last_sequence = batch.sequence;
+        self.last_seen_ms = now_ms;
+        self.last_collected_ms = batch.collected_at_unix_ms;
+        self.dropped_reports_total = self
+            .dropped_reports_total
+            .saturating_add(batch.dropped_reports);
+    }
+}
 
 /// Whether a batch needs nothing but the log record and the ingest state.
 fn is_plain(batch: &v1::ReportBatch) -> bool {
@@ -56,18 +76,7 @@ impl Store {
                 });
                 continue;
             }
-            for event in &batch.events {
-                if event.at_unix_ms >= state.last_event_ms {
-                    state.last_event = event.kind;
-                    state.last_event_ms = event.at_unix_ms;
-                }
-            }
-            state.last_sequence = batch.sequence;
-            state.last_seen_ms = now_ms;
-            state.last_collected_ms = batch.collected_at_unix_ms;
-            state.dropped_reports_total = state
-                .dropped_reports_total
-                .saturating_add(batch.dropped_reports);
+            state.advance(batch, now_ms);
             results.push(Ingested {
                 acked_sequence: batch.sequence,
                 stored: true,
@@ -121,6 +130,42 @@ mod tests {
             }],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn advance_takes_the_newest_event_and_adds_drops() {
+        let mut state = IngestState {
+            last_event: 1,
+            last_event_ms: 500,
+            dropped_reports_total: u64::MAX - 1,
+            ..Default::default()
+        };
+        let mut b = batch(7, 900, 1.0);
+        b.dropped_reports = 5;
+        b.events = vec![
+            v1::Event {
+                kind: 2,
+                at_unix_ms: 400,
+                ..Default::default()
+            },
+            v1::Event {
+                kind: 3,
+                at_unix_ms: 600,
+                ..Default::default()
+            },
+        ];
+        state.advance(&b, 1_000);
+        assert_eq!(
+            (
+                state.last_sequence,
+                state.last_seen_ms,
+                state.last_collected_ms
+            ),
+            (7, 1_000, 900)
+        );
+        // The older event (400 < 500) does not replace the stored one.
+        assert_eq!((state.last_event, state.last_event_ms), (3, 600));
+        assert_eq!(state.dropped_reports_total, u64::MAX);
     }
 
     #[tokio::test]

@@ -441,18 +441,7 @@ impl Store {
                 state.hostname.clone_from(&inventory.hostname);
             }
         }
-        for event in &batch.events {
-            if event.at_unix_ms >= state.last_event_ms {
-                state.last_event = event.kind;
-                state.last_event_ms = event.at_unix_ms;
-            }
-        }
-        state.last_sequence = batch.sequence;
-        state.last_seen_ms = now_ms;
-        state.last_collected_ms = batch.collected_at_unix_ms;
-        state.dropped_reports_total = state
-            .dropped_reports_total
-            .saturating_add(batch.dropped_reports);
+        state.advance(batch, now_ms);
         writes.insert(series::state_key(device_id), encode_json(&state));
         let children = self.stage_children(device_id, batch, now_ms, &mut writes)?;
         self.telemetry.apply_batch(writes)?;
