@@ -483,7 +483,8 @@ fn apply(inner: &mut Inner, rules: &RuleSet, obs: &Observations, now: i64) -> Ve
                 if active || o.hold.is_none() {
                     alert.observe(active, now, &policy);
                 }
-                *alert != before
+                // A new value alone is not written (see `changed_beyond_value`).
+                alert.changed_beyond_value(&before)
             },
         );
         if changed {
