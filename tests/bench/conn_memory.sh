@@ -15,10 +15,8 @@ HOLD=${HOLD:-10s}
 max=0
 for n in $COUNTS; do ((n > max)) && max=$n; done
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$root"
-[[ -n "${NO_BUILD:-}" ]] || cargo build --release -p vakt-collector -p vakt-tests --bins >&2
-bin=${BIN:-"$root/target/release"}
+# shellcheck source=tests/bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 work=$(mktemp -d "${TMPDIR:-/tmp}/vakt-connmem.XXXXXX")
 collector_pid=
 cleanup() {
@@ -26,33 +24,14 @@ cleanup() {
     if [[ -z "${KEEP:-}" ]]; then rm -rf "$work"; else echo "kept $work" >&2; fi
 }
 trap cleanup EXIT
-ulimit -n "$(ulimit -Hn)"
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-grpc=$(port); http=$(port)
-"$bin/vakt-collector" init --data-dir "$work/c" --name 127.0.0.1 --name localhost \
-    --grpc-listen "127.0.0.1:$grpc" --http-listen "127.0.0.1:$http" >/dev/null
-sed -i -E 's/^(enroll_rate_per_address|enroll_rate_global|enroll_burst_per_address|enroll_burst_global) = .*/\1 = 100000.0/' \
-    "$work/c/collector.toml"
-
-start() {
-    # shellcheck disable=SC2086 # COLLECTOR_ENV is a list of VAR=value words
-    env ${COLLECTOR_ENV:-} "$bin/vakt-collector" serve --config "$work/c/collector.toml" \
-        >/dev/null 2>>"$work/collector.log" &
-    collector_pid=$!
-    for _ in $(seq 100); do
-        curl -fs "http://127.0.0.1:$http/readyz" >/dev/null 2>&1 && return
-        sleep 0.2
-    done
-    echo "collector did not become ready" >&2
-    exit 1
-}
+collector_init "$work/c"
+start() { collector_start "$work/c" "$work/collector.log"; }
 stop() {
     kill "$collector_pid"
     wait "$collector_pid" 2>/dev/null || true
     collector_pid=
 }
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 sim=("$bin/vakt-fleet-sim" --vaktctl-config "$work/c/vaktctl.toml" --credentials-cache "$work/creds")
 start

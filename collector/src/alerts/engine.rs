@@ -6,10 +6,12 @@
 //! periodic tick for time-based rules and expiries, and rule reloads
 //! (SIGHUP or the Admin RPC) that keep every alert's state.
 
-use super::lifecycle::{Ack, Alert, Notice, Policy, Sent, Severity, State};
+use super::lifecycle::{Ack, Alert, Notice, Policy, Sent, State};
 use super::notification::{FiringAlerts, Notification};
 use super::observe::{self, Cond, DeviceCtx, Observations};
 use super::rules::{Kind, Rule, RuleSet};
+use super::schedule;
+use super::set::AlertSet;
 use super::silence::Silence;
 use super::store::{AlertTrees, Write};
 use crate::error::Error;
@@ -18,7 +20,7 @@ use crate::store::{ReportStored, Store};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use sha2::Digest;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -42,10 +44,13 @@ pub struct Engine {
 
 struct Inner {
     rules: Arc<RuleSet>,
-    alerts: HashMap<String, Alert>,
+    alerts: AlertSet,
     silences: Vec<Silence>,
-    /// When each forecast rule last ran (by rule name).
+    /// When each forecast rule last ran over every device (by rule name);
+    /// only for rules whose `every` is not longer than a tick.
     last_forecast: HashMap<String, i64>,
+    /// Ticks so far: which slice of the fleet a long-period forecast reads.
+    ticks: u64,
 }
 
 /// The fingerprint: rule + device + attributes, hex.
@@ -75,11 +80,7 @@ impl Engine {
     ) -> anyhow::Result<Self> {
         let rules = super::rules::load(rules_path.as_deref())?;
         let trees = AlertTrees::open(store)?;
-        let alerts = trees
-            .load_alerts()?
-            .into_iter()
-            .map(|a| (a.id.clone(), a))
-            .collect();
+        let alerts = AlertSet::new(trees.load_alerts()?);
         let silences = trees.load_silences()?;
         let engine = Self {
             trees,
@@ -88,6 +89,7 @@ impl Engine {
                 alerts,
                 silences,
                 last_forecast: HashMap::new(),
+                ticks: 0,
             }),
             rules_path,
             report_interval,
@@ -190,50 +192,45 @@ impl Engine {
     }
 
     /// Time-based rules, pending → firing after `for`, expiries, silences.
+    /// A pass over every device: it runs where blocking is allowed (the
+    /// report streams' async workers stay free), and only the write's
+    /// durability is awaited.
     pub async fn tick(&self, store: &Store) -> Result<(), Error> {
-        let rules = self.rules();
-        let now = vakt_proto::now_unix_ms();
-        let due: Vec<bool> = {
-            let mut inner = self.lock();
-            rules
-                .rules
-                .iter()
-                .map(|r| match &r.kind {
-                    Kind::FilesystemFull { every, .. } => {
-                        let last = inner.last_forecast.get(&r.name).copied().unwrap_or(0);
-                        let due =
-                            now - last >= i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
-                        if due {
-                            inner.last_forecast.insert(r.name.clone(), now);
-                        }
-                        due
-                    }
-                    _ => false,
-                })
-                .collect()
-        };
-        let obs = observe::tick(&rules, store, self.report_interval, now, &|i| due[i])?;
-        let wrote = {
-            let mut inner = self.lock();
-            let mut dirty = apply(&mut inner, &rules, &obs, now);
-            let policy = policy(&rules);
-            let known: std::collections::HashSet<&str> =
-                obs.devices.iter().map(|d| d.device_id.as_str()).collect();
-            for alert in inner.alerts.values_mut() {
-                let gone = !known.contains(alert.device_id.as_str())
-                    || !rules.rules.iter().any(|r| r.name == alert.rule);
-                let mut changed = gone && alert.observe(false, now, &policy);
-                changed |= alert.advance(now, &policy);
-                if changed {
-                    dirty.push(alert.id.clone());
-                }
-            }
-            self.commit(store, &mut inner, dirty, now, true)?
-        };
+        let wrote = schedule::blocking(|| self.tick_now(store, vakt_proto::now_unix_ms()))?;
         if wrote {
             store.durable().await?;
         }
         Ok(())
+    }
+
+    fn tick_now(&self, store: &Store, now: i64) -> Result<bool, Error> {
+        let rules = self.rules();
+        let (plans, alerted) = {
+            let mut inner = self.lock();
+            inner.ticks = inner.ticks.wrapping_add(1);
+            let ticks = inner.ticks;
+            let plans = schedule::forecast_plans(&rules, &mut inner.last_forecast, ticks, now);
+            // Devices with an alert: only they need observations that
+            // say "not active" (for the others those change nothing).
+            let alerted: HashSet<String> =
+                inner.alerts.values().map(|a| a.device_id.clone()).collect();
+            (plans, alerted)
+        };
+        let due = |ri: usize, device_id: &str| plans.get(ri).is_some_and(|p| p.due(device_id));
+        let ticked = observe::tick(&rules, store, self.report_interval, now, &due, &alerted)?;
+        let mut inner = self.lock();
+        let mut dirty = apply(&mut inner, &rules, &ticked.obs, now);
+        let policy = policy(&rules);
+        dirty.extend(inner.alerts.update_all(|alert| {
+            // Its device was deregistered or revoked since, or its rule removed.
+            let gone = alerted.contains(&alert.device_id)
+                && !ticked.seen.contains(&alert.device_id)
+                || !rules.rules.iter().any(|r| r.name == alert.rule);
+            let mut changed = gone && alert.observe(false, now, &policy);
+            changed |= alert.advance(now, &policy);
+            changed
+        }));
+        self.commit(store, &mut inner, dirty, now, true)
     }
 
     /// Decides notifications for the changed alerts (all alerts on a tick,
@@ -259,29 +256,35 @@ impl Engine {
                 Some(a) => inner.silences.iter().any(|s| s.covers(&a.labels, now)),
                 None => continue,
             };
-            let Some(alert) = inner.alerts.get_mut(&id) else {
-                continue;
-            };
-            let before = alert.clone();
-            let mut notes = Vec::new();
-            if let Some(notice) = alert.reconcile(silenced) {
-                let key = store.generate_id()?;
-                let n = notification(alert, key, notice, now);
-                alert.record_sent(Sent {
-                    id: n.id.clone(),
-                    status: n.status,
-                    at_ms: now,
-                    reason: notice.reason().to_owned(),
+            let outcome = inner
+                .alerts
+                .update(&id, |alert| -> Result<Option<Changed>, Error> {
+                    let before = alert.clone();
+                    let mut notes = Vec::new();
+                    if let Some(notice) = alert.reconcile(silenced) {
+                        let key = store.generate_id()?;
+                        let n = notification(alert, key, notice, now);
+                        alert.record_sent(Sent {
+                            id: n.id.clone(),
+                            status: n.status,
+                            at_ms: now,
+                            reason: notice.reason().to_owned(),
+                        });
+                        notes.push((key, n));
+                    }
+                    let forget = alert.state == State::Resolved
+                        && (alert.never_fired() && alert.heard.is_none()
+                            || now - alert.resolved_at_ms > RESOLVED_RETENTION_MS);
+                    Ok(if forget {
+                        Some((id.clone(), None, notes))
+                    } else if explicit.contains(&id) || *alert != before || !notes.is_empty() {
+                        Some((id.clone(), Some(alert.clone()), notes))
+                    } else {
+                        None
+                    })
                 });
-                notes.push((key, n));
-            }
-            let forget = alert.state == State::Resolved
-                && (alert.never_fired() && alert.heard.is_none()
-                    || now - alert.resolved_at_ms > RESOLVED_RETENTION_MS);
-            if forget {
-                changed.push((id, None, notes));
-            } else if explicit.contains(&id) || *alert != before || !notes.is_empty() {
-                changed.push((id, Some(alert.clone()), notes));
+            if let Some(c) = outcome.transpose()?.flatten() {
+                changed.push(c);
             }
         }
         if changed.is_empty() {
@@ -313,12 +316,10 @@ impl Engine {
         Ok(true)
     }
 
+    /// Sets the firing gauge from the counts `AlertSet` keeps as alerts
+    /// change: O(severities), not O(alerts), per commit.
     fn update_gauge(&self, inner: &Inner) {
-        let mut counts: BTreeMap<Severity, i64> = Severity::ALL.iter().map(|s| (*s, 0)).collect();
-        for a in inner.alerts.values().filter(|a| a.state == State::Firing) {
-            *counts.entry(a.severity).or_default() += 1;
-        }
-        for (severity, n) in counts {
+        for (severity, n) in inner.alerts.firing() {
             self.firing_gauge
                 .get_or_create(&SeverityLabel {
                     severity: severity.name(),
@@ -364,18 +365,23 @@ impl Engine {
         let alert = {
             let mut inner = self.lock();
             let id = resolve_id(&inner, id)?;
-            let Some(alert) = inner.alerts.get_mut(&id) else {
+            match inner.alerts.get(&id) {
+                None => return Err(Error::NotFound(format!("no alert {id}"))),
+                Some(a) if a.state == State::Resolved => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "alert {id} is resolved; there is nothing to acknowledge"
+                    )));
+                }
+                Some(_) => {}
+            }
+            let Some(alert) = inner.alerts.update(&id, |alert| {
+                alert.ack = Some(ack);
+                alert.renotify = false;
+                alert.updated_at_ms = vakt_proto::now_unix_ms();
+                alert.clone()
+            }) else {
                 return Err(Error::NotFound(format!("no alert {id}")));
             };
-            if alert.state == State::Resolved {
-                return Err(Error::FailedPrecondition(format!(
-                    "alert {id} is resolved; there is nothing to acknowledge"
-                )));
-            }
-            alert.ack = Some(ack);
-            alert.renotify = false;
-            alert.updated_at_ms = vakt_proto::now_unix_ms();
-            let alert = alert.clone();
             self.trees.write(&[Write {
                 id: &alert.id,
                 alert: Some(&alert),
@@ -462,20 +468,26 @@ fn apply(inner: &mut Inner, rules: &RuleSet, obs: &Observations, now: i64) -> Ve
         if existing.is_none() && !active {
             continue;
         }
-        let alert = inner.alerts.entry(id.clone()).or_insert_with(|| {
-            Alert::new(id.clone(), rule.name.clone(), ctx.device_id.clone(), now)
-        });
-        let before = alert.clone();
-        describe(alert, rule, ctx, o.attributes.clone(), o.detail.as_deref());
-        alert.value = o.value;
-        if active && let Some(hold) = o.hold {
-            alert.hold_until_ms = now + i64::try_from(hold.as_millis()).unwrap_or(i64::MAX / 2);
-        }
-        // One-shot alerts end by their hold, not by a quiet observation.
-        if active || o.hold.is_none() {
-            alert.observe(active, now, &policy);
-        }
-        if *alert != before {
+        let changed = inner.alerts.upsert(
+            &id,
+            || Alert::new(id.clone(), rule.name.clone(), ctx.device_id.clone(), now),
+            |alert| {
+                let before = alert.clone();
+                describe(alert, rule, ctx, o.attributes.clone(), o.detail.as_deref());
+                alert.value = o.value;
+                if active && let Some(hold) = o.hold {
+                    alert.hold_until_ms =
+                        now + i64::try_from(hold.as_millis()).unwrap_or(i64::MAX / 2);
+                }
+                // One-shot alerts end by their hold, not by a quiet observation.
+                if active || o.hold.is_none() {
+                    alert.observe(active, now, &policy);
+                }
+                // A new value alone is not written (see `changed_beyond_value`).
+                alert.changed_beyond_value(&before)
+            },
+        );
+        if changed {
             dirty.push(id);
         }
     }

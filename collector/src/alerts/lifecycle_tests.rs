@@ -105,3 +105,22 @@ fn flapping_notifies_once_then_settles() {
     assert!(!a.flapping);
     assert_eq!(a.reconcile(false), Some(Notice::Resolved));
 }
+
+#[test]
+fn a_new_value_alone_is_not_a_change_to_write() {
+    let before = Alert::new("a".into(), "r".into(), "d".into(), 0);
+    let mut after = before.clone();
+    after.value = 0.97;
+    assert!(!after.changed_beyond_value(&before));
+    after.summary = "new text".into();
+    assert!(after.changed_beyond_value(&before));
+    let mut fired = before.clone();
+    fired.value = 0.97;
+    assert!(fired.observe(true, 1_000, &POLICY_FOR_VALUE_TEST));
+    assert!(fired.changed_beyond_value(&before));
+}
+
+const POLICY_FOR_VALUE_TEST: Policy = Policy {
+    flap_window_ms: 3_600_000,
+    flap_max_changes: 4,
+};

@@ -18,6 +18,8 @@ pub mod notification;
 pub mod notify;
 pub mod observe;
 pub mod rules;
+pub mod schedule;
+pub mod set;
 pub mod silence;
 pub mod store;
 

@@ -6,8 +6,8 @@
 
 use super::eval;
 use super::rules::{Kind, Rule, RuleSet};
-use crate::store::{DeviceRecord, IngestState, ReportStored, Store, StoreError};
-use std::collections::BTreeMap;
+use crate::store::{DeviceForAlerts, DeviceRecord, IngestState, ReportStored, Store, StoreError};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 use vakt_proto::v1;
 
@@ -33,6 +33,22 @@ impl DeviceCtx {
             hostname,
             department: record.department.clone(),
             class: record.class.clone(),
+            labels: record.labels.clone(),
+        }
+    }
+
+    /// The same from the tick's partial decode of the device record.
+    pub fn for_tick(record: &DeviceForAlerts<'_>, state: &IngestState) -> Self {
+        let hostname = if state.hostname.is_empty() {
+            record.enrolled_hostname.as_ref()
+        } else {
+            state.hostname.as_str()
+        };
+        Self {
+            device_id: record.device_id.clone().into_owned(),
+            hostname: hostname.to_owned(),
+            department: record.department.clone().into_owned(),
+            class: record.class.clone().into_owned(),
             labels: record.labels.clone(),
         }
     }
@@ -193,27 +209,52 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// What a tick found: observations, and which of the devices that had
+/// alerts are still registered and not revoked.
+#[derive(Default)]
+pub struct Ticked {
+    pub obs: Observations,
+    pub seen: HashSet<String>,
+}
+
 /// What the time-based rules say about every device now. `due` says which
-/// forecast rules run this tick (they read series history, so they run
-/// less often).
+/// devices each forecast rule reads this tick (they read series history, so
+/// each device is read less often). Only devices in `alerted` (those with an
+/// alert) get observations that say "not active": for any other device such
+/// an observation changes nothing, and skipping it saves a fingerprint and a
+/// few strings per device and rule.
 pub fn tick(
     rules: &RuleSet,
     store: &Store,
     report_interval: Duration,
     now: i64,
-    due: &dyn Fn(usize) -> bool,
-) -> Result<Observations, StoreError> {
-    let mut out = Observations::default();
-    for record in store.devices()? {
+    due: &dyn Fn(usize, &str) -> bool,
+    alerted: &HashSet<String>,
+) -> Result<Ticked, StoreError> {
+    let mut out = Ticked::default();
+    store.for_each_device_for_alerts(|record: &DeviceForAlerts<'_>| {
         if record.revoked_at_ms != 0 {
-            continue;
+            return Ok::<(), StoreError>(());
+        }
+        let has_alert = alerted.contains(record.device_id.as_ref());
+        if has_alert {
+            out.seen.insert(record.device_id.clone().into_owned());
         }
         let state = store.ingest_state(&record.device_id)?;
-        let di = out.devices.len();
-        let ctx = DeviceCtx::of(&record, &state);
         let since_seen = now - state.last_seen_ms;
+        // The device's index in `out.obs.devices`, once it has an observation.
+        let mut di: Option<usize> = None;
+        let mut ctx_index = |obs: &mut Observations| -> usize {
+            *di.get_or_insert_with(|| {
+                obs.devices.push(DeviceCtx::for_tick(record, &state));
+                obs.devices.len() - 1
+            })
+        };
         for (ri, rule) in rules.rules.iter().enumerate() {
-            if !ctx.in_scope(rule) {
+            if !rule
+                .scope
+                .matches(&record.department, &record.class, &record.labels)
+            {
                 continue;
             }
             let (cond, value, detail) = match &rule.kind {
@@ -227,20 +268,32 @@ pub fn tick(
                     let excused = said.is_some_and(|e| excuse_events.contains(&e))
                         && state.last_event_ms >= state.last_seen_ms - window;
                     let active = since_seen > window && !excused;
+                    if !(active || has_alert) {
+                        continue;
+                    }
                     (
                         active,
                         since_seen as f64 / 1000.0,
                         Some(format!("last report {}s ago", since_seen / 1000)),
                     )
                 }
-                Kind::Stale { after } if state.last_seen_ms != 0 => (
-                    since_seen > ms(*after),
-                    since_seen as f64 / 1000.0,
-                    Some(format!("last report {} days ago", since_seen / 86_400_000)),
-                ),
+                Kind::Stale { after } if state.last_seen_ms != 0 => {
+                    let active = since_seen > ms(*after);
+                    if !(active || has_alert) {
+                        continue;
+                    }
+                    (
+                        active,
+                        since_seen as f64 / 1000.0,
+                        Some(format!("last report {} days ago", since_seen / 86_400_000)),
+                    )
+                }
                 Kind::NeverSeen { after } => {
                     let age = now - record.registered_at_ms;
                     let active = state.last_seen_ms == 0 && age > ms(*after);
+                    if !(active || has_alert) {
+                        continue;
+                    }
                     (
                         active,
                         age as f64 / 1000.0,
@@ -253,6 +306,9 @@ pub fn tick(
                         .iter()
                         .filter(|f| flags.contains(&f.kind) && now - f.at_ms < ms(*hold))
                         .max_by_key(|f| f.at_ms);
+                    if !(hit.is_some() || has_alert) {
+                        continue;
+                    }
                     (
                         hit.is_some(),
                         0.0,
@@ -265,7 +321,7 @@ pub fn tick(
                     window,
                     min_points,
                     ..
-                } if due(ri) => {
+                } if due(ri, &record.device_id) => {
                     let series = store.query_series(
                         &record.device_id,
                         metric,
@@ -282,8 +338,12 @@ pub fn tick(
                             .collect();
                         let eta = eval::ms_until_full(&points, now, *min_points);
                         let active = eta.is_some_and(|e| e <= within.as_millis() as f64);
+                        if !(active || has_alert) {
+                            continue;
+                        }
                         let hours = eta.map_or(f64::INFINITY, |e| e / 3_600_000.0);
-                        let o = out.push(ri, di, Cond::Active(active), hours);
+                        let d = ctx_index(&mut out.obs);
+                        let o = out.obs.push(ri, d, Cond::Active(active), hours);
                         o.attributes = attrs_map(&s.attributes);
                         o.detail = eta.map(|e| {
                             format!(
@@ -298,9 +358,10 @@ pub fn tick(
                 }
                 _ => continue,
             };
-            out.push(ri, di, Cond::Active(cond), value).detail = detail;
+            let d = ctx_index(&mut out.obs);
+            out.obs.push(ri, d, Cond::Active(cond), value).detail = detail;
         }
-        out.devices.push(ctx);
-    }
+        Ok(())
+    })?;
     Ok(out)
 }

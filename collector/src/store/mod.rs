@@ -8,6 +8,7 @@
 //! `series`). Writes here are not durable until `durable()` returns: callers
 //! that acknowledge something await it first.
 
+mod alert_scan;
 mod audit;
 mod children;
 pub mod compact;
@@ -15,6 +16,7 @@ mod devices;
 mod events;
 pub mod fleet_queries;
 mod flush;
+mod fold_slices;
 mod gorilla;
 mod hot;
 mod ingest;
@@ -26,9 +28,11 @@ pub mod series;
 mod software;
 pub use software::{PackageInstall, SoftwareState};
 
+pub use alert_scan::DeviceForAlerts;
 pub use children::{ChildPolicy, GatewayRecord, MAX_REFUSED_PER_GATEWAY, RefusedRecord};
 pub use events::ReportStored;
 use flush::{FlushError, Flusher};
+pub use fold_slices::{DEFAULT_SLICE_BUDGET, SliceBudget};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use sled::transaction::TransactionError;

@@ -1,6 +1,8 @@
 //! `vakt-fleet-sim`: a simulated fleet against a real collector, for load
 //! tests and capacity planning. See `--help` and docs/BENCHMARKS.md.
 
+#[path = "../sim/backoff.rs"]
+mod backoff;
 #[path = "../sim/progress.rs"]
 mod progress;
 #[path = "../sim/stats.rs"]
@@ -520,6 +522,7 @@ async fn simulate(
             plan: plan.clone(),
             stats: stats.clone(),
             phase,
+            index: i,
         };
         let (go, stop, limit, opened, failed) = (
             go_rx.clone(),
@@ -632,6 +635,8 @@ struct DeviceCtx {
     plan: Arc<Plan>,
     stats: Arc<Stats>,
     phase: Duration,
+    /// The device's position in the fleet (seeds its backoff jitter).
+    index: usize,
 }
 
 struct ReportStream {
@@ -679,6 +684,7 @@ impl DeviceCtx {
         let mut last_ms = 0i64;
         let mut pending: VecDeque<(u64, Instant)> = VecDeque::new();
         let mut stopping = *stop.borrow();
+        let mut backoff = backoff::Backoff::for_device(self.index);
         loop {
             if stopping && pending.is_empty() {
                 return;
@@ -715,6 +721,7 @@ impl DeviceCtx {
                 }
                 ack = stream.acks.message() => match ack {
                     Ok(Some(ack)) => {
+                        backoff.reset();
                         let now = Instant::now();
                         while pending.front().is_some_and(|(s, _)| *s <= ack.acked_sequence) {
                             if let Some((_, sent)) = pending.pop_front() {
@@ -733,8 +740,16 @@ impl DeviceCtx {
                 if stopping {
                     return;
                 }
-                // Reconnect like an agent would, after a pause.
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // Reconnect like vakt-agent: exponential backoff, full jitter.
+                let wait = tokio::time::sleep(backoff.next_delay());
+                tokio::select! {
+                    () = wait => {}
+                    changed = stop.changed() => {
+                        if changed.is_err() || *stop.borrow() {
+                            return;
+                        }
+                    }
+                }
                 match self.stream(stream.channel.clone()).await {
                     Ok(s) => stream = s,
                     Err(_) => {
