@@ -23,6 +23,7 @@ pub mod outbox;
 pub mod read;
 pub mod retention;
 pub mod series;
+pub mod sled_config;
 mod software;
 pub use software::{PackageInstall, SoftwareState};
 
@@ -240,11 +241,7 @@ impl Store {
     }
 
     pub fn open_with(path: &Path, options: StorageOptions) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(options.cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = sled_config::config(path, options.cache_bytes).open()?;
         let telemetry = db.open_tree("telemetry")?;
         let horizon = |kind| -> Result<AtomicI64> {
             let stored = telemetry.get(series::horizon_key(kind))?;
