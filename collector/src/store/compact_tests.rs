@@ -13,6 +13,7 @@ fn options(raw_days: i64, rollup_days: i64) -> StorageOptions {
         cache_bytes: 1 << 20,
         raw_retention_ms: raw_days * DAY,
         rollup_retention_ms: rollup_days * DAY,
+        compress_new_database: false,
     }
 }
 

@@ -201,6 +201,9 @@ pub struct StorageOptions {
     pub raw_retention_ms: i64,
     /// 5-minute rollups are kept at least this long.
     pub rollup_retention_ms: i64,
+    /// zstd-compress sled's pages if the database is created now (an existing
+    /// database keeps what it was created with; `sled_config.rs`).
+    pub compress_new_database: bool,
 }
 
 pub const DEFAULT_RAW_RETENTION_MS: i64 = 14 * 86_400_000;
@@ -212,6 +215,7 @@ impl StorageOptions {
             cache_bytes,
             raw_retention_ms: DEFAULT_RAW_RETENTION_MS,
             rollup_retention_ms: DEFAULT_ROLLUP_RETENTION_MS,
+            compress_new_database: sled_config::USE_COMPRESSION,
         }
     }
 }
@@ -241,7 +245,8 @@ impl Store {
     }
 
     pub fn open_with(path: &Path, options: StorageOptions) -> Result<Self> {
-        let db = sled_config::config(path, options.cache_bytes).open()?;
+        let db =
+            sled_config::config(path, options.cache_bytes, options.compress_new_database).open()?;
         let telemetry = db.open_tree("telemetry")?;
         let horizon = |kind| -> Result<AtomicI64> {
             let stored = telemetry.get(series::horizon_key(kind))?;

@@ -24,8 +24,10 @@ use std::path::Path;
 pub const SEGMENT_SIZE: usize = 8 << 20;
 
 /// Whether new databases compress sled's pages with zstd (sled's
-/// `compression` feature). sled persists the choice and refuses to open a
-/// database with the other one, so an existing database keeps its own.
+/// `compression` feature) unless configured (`[storage] compression`). sled
+/// persists the choice and refuses to open a database with the other one,
+/// so an existing database keeps its own. Off: it makes the file 2-4× smaller
+/// but halves the store's ingest rate (`docs/BENCHMARKS.md`, "Storage").
 pub const USE_COMPRESSION: bool = false;
 /// zstd level when compressing (not persisted: it only affects new writes).
 pub const COMPRESSION_FACTOR: i32 = 3;
@@ -53,14 +55,14 @@ pub fn persisted_compression(path: &Path) -> Option<bool> {
     persisted(path, "use_compression")?.parse().ok()
 }
 
-/// The sled config the store opens `path` with: our defaults for a new
-/// database, what it was created with for an existing one.
-pub fn config(path: &Path, cache_bytes: u64) -> sled::Config {
+/// The sled config the store opens `path` with: our segment size and
+/// `compress` for a new database, what it was created with for an existing one.
+pub fn config(path: &Path, cache_bytes: u64, compress: bool) -> sled::Config {
     sled::Config::new()
         .path(path)
         .cache_capacity(cache_bytes)
         .segment_size(persisted_segment_size(path).unwrap_or(SEGMENT_SIZE))
-        .use_compression(persisted_compression(path).unwrap_or(USE_COMPRESSION))
+        .use_compression(persisted_compression(path).unwrap_or(compress))
         .compression_factor(COMPRESSION_FACTOR)
 }
 
@@ -90,7 +92,7 @@ mod tests {
     fn a_new_database_gets_the_new_segment_size() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("db");
-        let db = config(&path, 1 << 20).open()?;
+        let db = config(&path, 1 << 20, false).open()?;
         db.insert("k", "v")?;
         db.flush()?;
         drop(db);
@@ -108,7 +110,7 @@ mod tests {
         old.flush()?;
         drop(old);
         assert_eq!(persisted_segment_size(&path), Some(512 * 1024));
-        let db = config(&path, 1 << 20).open()?;
+        let db = config(&path, 1 << 20, true).open()?;
         assert_eq!(db.get("k")?.as_deref(), Some(&b"v"[..]));
         Ok(())
     }
@@ -127,7 +129,7 @@ mod tests {
                 .flat_map(|i| (i % 251).to_le_bytes())
                 .collect();
             {
-                let db = config(&path, 1 << 20).open()?;
+                let db = config(&path, 1 << 20, !compressed).open()?;
                 for i in 0..50u32 {
                     db.insert(i.to_be_bytes(), value.clone())?;
                 }
@@ -140,7 +142,7 @@ mod tests {
                 .use_compression(!compressed)
                 .open();
             assert!(mismatched.is_err(), "sled opened with the other setting");
-            let db = config(&path, 1 << 20).open()?;
+            let db = config(&path, 1 << 20, !compressed).open()?;
             for i in 0..50u32 {
                 assert_eq!(db.get(i.to_be_bytes())?.as_deref(), Some(&value[..]));
             }

@@ -172,6 +172,7 @@ async fn main() -> Result<()> {
             cache_bytes: args.cache_bytes,
             raw_retention_ms: ms(args.raw_retention),
             rollup_retention_ms: ms(args.rollup_retention),
+            compress_new_database: args.compression.is_some(),
         },
     )
     .context("open the store")?;
