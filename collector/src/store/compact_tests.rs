@@ -13,6 +13,7 @@ fn options(raw_days: i64, rollup_days: i64) -> StorageOptions {
         cache_bytes: 1 << 20,
         raw_retention_ms: raw_days * DAY,
         rollup_retention_ms: rollup_days * DAY,
+        compress_new_database: false,
     }
 }
 
@@ -346,4 +347,42 @@ async fn retention_deletes_what_it_should_and_nothing_else() {
     let store = open_at(&path, options(3, 10));
     assert_eq!(store.horizon(Kind::Raw), raw_horizon);
     assert_eq!(store.horizon(Kind::Rollup), rollup_horizon);
+}
+
+/// A database created before 8 MiB segments (sled's 512 KiB default), and one
+/// created compressed, open through the store with what sled recorded, keep
+/// every sample through a fold and a reopen, and keep their settings.
+#[tokio::test]
+async fn databases_with_other_sled_settings_still_open_and_read() {
+    use super::super::sled_config;
+    for (segment_size, compression) in [(512 * 1024, None), (1 << 20, Some(3))] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        sled_config::create_with(&path, segment_size, compression).unwrap();
+        let expected;
+        {
+            let store = open_at(&path, options(14, 400));
+            for seq in 1..=120u64 {
+                store
+                    .ingest("d-1", &report(seq, T0 + seq as i64 * 30_000), 0)
+                    .unwrap();
+            }
+            store.compact().unwrap();
+            store.durable().await.unwrap();
+            expected = points(&store, "d-1", "busy", 0, i64::MAX);
+            assert_eq!(expected.len(), 120);
+            store.close().await.unwrap();
+        }
+        let store = open_at(&path, options(14, 400));
+        assert_eq!(points(&store, "d-1", "busy", 0, i64::MAX), expected);
+        store.close().await.unwrap();
+        assert_eq!(
+            sled_config::persisted_segment_size(&path),
+            Some(segment_size)
+        );
+        assert_eq!(
+            sled_config::persisted_compression(&path),
+            Some(compression.is_some())
+        );
+    }
 }

@@ -25,6 +25,7 @@ pub mod outbox;
 pub mod read;
 pub mod retention;
 pub mod series;
+pub mod sled_config;
 mod software;
 pub use software::{PackageInstall, SoftwareState};
 
@@ -204,6 +205,9 @@ pub struct StorageOptions {
     pub raw_retention_ms: i64,
     /// 5-minute rollups are kept at least this long.
     pub rollup_retention_ms: i64,
+    /// zstd-compress sled's pages if the database is created now (an existing
+    /// database keeps what it was created with; `sled_config.rs`).
+    pub compress_new_database: bool,
 }
 
 pub const DEFAULT_RAW_RETENTION_MS: i64 = 14 * 86_400_000;
@@ -215,6 +219,7 @@ impl StorageOptions {
             cache_bytes,
             raw_retention_ms: DEFAULT_RAW_RETENTION_MS,
             rollup_retention_ms: DEFAULT_ROLLUP_RETENTION_MS,
+            compress_new_database: sled_config::USE_COMPRESSION,
         }
     }
 }
@@ -244,11 +249,8 @@ impl Store {
     }
 
     pub fn open_with(path: &Path, options: StorageOptions) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(options.cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db =
+            sled_config::config(path, options.cache_bytes, options.compress_new_database).open()?;
         let telemetry = db.open_tree("telemetry")?;
         let horizon = |kind| -> Result<AtomicI64> {
             let stored = telemetry.get(series::horizon_key(kind))?;

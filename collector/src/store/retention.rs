@@ -88,10 +88,12 @@ impl Store {
     /// benchmark (is a periodic offline rewrite a way to bound the disk?);
     /// not used by the collector.
     pub fn compacted_copy_size(&self, path: &std::path::Path) -> Result<u64> {
-        let copy = sled::Config::new()
-            .path(path)
-            .cache_capacity(self.options.cache_bytes)
-            .open()?;
+        let copy = super::sled_config::config(
+            path,
+            self.options.cache_bytes,
+            self.options.compress_new_database,
+        )
+        .open()?;
         copy.import(self.db.export());
         copy.flush()?;
         Ok(copy.size_on_disk()?)

@@ -73,6 +73,14 @@ struct Args {
     /// grows past this many GiB: the disk is shared.
     #[arg(long, default_value_t = 20.0)]
     max_dir_gib: f64,
+    /// Create the database with this sled segment size (bytes, a power of
+    /// two) instead of the store's default, to compare; the store keeps what
+    /// a database was created with.
+    #[arg(long)]
+    segment_size: Option<usize>,
+    /// Create the database with sled's zstd compression at this level.
+    #[arg(long)]
+    compression: Option<i32>,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -84,17 +92,31 @@ fn device_id(i: usize) -> String {
 }
 
 fn dir_size(path: &std::path::Path) -> u64 {
-    let mut total = 0;
+    dir_usage(path).0
+}
+
+/// (apparent size, allocated bytes) of a directory tree, like `du -B1
+/// --apparent-size` and `du -B1`: they differ if sled leaves the file sparse.
+fn dir_usage(path: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let (mut apparent, mut allocated) = (0, 0);
     if let Ok(entries) = std::fs::read_dir(path) {
         for e in entries.flatten() {
             match e.metadata() {
-                Ok(m) if m.is_dir() => total += dir_size(&e.path()),
-                Ok(m) => total += m.len(),
+                Ok(m) if m.is_dir() => {
+                    let (a, b) = dir_usage(&e.path());
+                    apparent += a;
+                    allocated += b;
+                }
+                Ok(m) => {
+                    apparent += m.len();
+                    allocated += m.blocks() * 512;
+                }
                 Err(_) => {}
             }
         }
     }
-    total
+    (apparent, allocated)
 }
 
 fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
@@ -137,12 +159,20 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let tmp = tempfile::tempdir()?;
     let dir = args.dir.clone().unwrap_or_else(|| tmp.path().join("db"));
+    if args.segment_size.is_some() || args.compression.is_some() {
+        // sled persists both; the store then keeps them.
+        use vakt_collector::store::sled_config;
+        let size = args.segment_size.unwrap_or(sled_config::SEGMENT_SIZE);
+        sled_config::create_with(&dir, size, args.compression)
+            .context("create the database with --segment-size/--compression")?;
+    }
     let store = Store::open_with(
         &dir,
         StorageOptions {
             cache_bytes: args.cache_bytes,
             raw_retention_ms: ms(args.raw_retention),
             rollup_retention_ms: ms(args.rollup_retention),
+            compress_new_database: args.compression.is_some(),
         },
     )
     .context("open the store")?;
@@ -274,7 +304,7 @@ async fn main() -> Result<()> {
     let rewritten_dir_bytes = dir_size(copy_dir.path());
     drop(copy_dir);
     let sled_bytes = store.size_on_disk();
-    let dir_bytes = dir_size(&dir);
+    let (dir_bytes, dir_allocated_bytes) = dir_usage(&dir);
 
     // Queries with the data loaded: one device's CPU over the last 24 h (raw,
     // 2,880 points at 30 s), and the same for every device's filesystem
@@ -363,6 +393,9 @@ async fn main() -> Result<()> {
         "logical_bytes_16_per_sample": samples * 16,
         "sled_size_on_disk": sled_bytes,
         "dir_bytes": dir_bytes,
+        "dir_allocated_bytes": dir_allocated_bytes,
+        "segment_size": vakt_collector::store::sled_config::persisted_segment_size(&dir),
+        "compression": args.compression,
         "rewritten_copy_sled_bytes": rewritten_bytes,
         "rewritten_copy_dir_bytes": rewritten_dir_bytes,
         "disk_bytes_per_sample": dir_bytes as f64 / samples.max(1) as f64,
