@@ -120,7 +120,11 @@ fn load<T: for<'de> serde::Deserialize<'de>>(tree: &sled::Tree) -> Result<Vec<T>
 /// live tree itself).
 pub fn read_outbox(db_path: &Path) -> anyhow::Result<Vec<(u64, Notification)>> {
     use anyhow::Context;
-    let db = sled::open(db_path).with_context(|| format!("open {}", db_path.display()))?;
+    // The store's own config: sled refuses a database opened with another
+    // segment size or compression than it was created with.
+    let db = crate::store::sled_config::config(db_path, 1 << 20, false)
+        .open()
+        .with_context(|| format!("open {}", db_path.display()))?;
     let tree = db.open_tree(OUTBOX_TREE)?;
     let mut out = Vec::new();
     for item in tree.iter() {
