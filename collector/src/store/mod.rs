@@ -332,7 +332,7 @@ impl Store {
         drop((devices, index, tokens, telemetry, audit, denylist));
         let flushed = tokio::task::spawn_blocking(move || {
             let result = db.flush();
-            drop(db);
+            sled_config::release(db, &path);
             result
         })
         .await;
@@ -342,7 +342,6 @@ impl Store {
             }
             Err(join) => return Err(StoreError::Closing(join.to_string())),
         }
-        wait_for_release(&path.join("db")).await;
         Ok(())
     }
 
@@ -537,29 +536,3 @@ mod hex_bytes {
 
 #[cfg(test)]
 mod tests;
-
-/// Waits (up to 10 s) until no one holds sled's exclusive lock on `lock_file`:
-/// sled takes it with `flock`, which `File::try_lock` also uses.
-async fn wait_for_release(lock_file: &Path) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let released = match std::fs::File::open(lock_file) {
-            Ok(file) => match file.try_lock() {
-                Ok(()) => {
-                    let _ = file.unlock();
-                    true
-                }
-                Err(std::fs::TryLockError::WouldBlock) => false,
-                Err(std::fs::TryLockError::Error(_)) => true,
-            },
-            Err(_) => true,
-        };
-        if released || std::time::Instant::now() >= deadline {
-            if !released {
-                tracing::warn!(path = %lock_file.display(), "sled still holds the database lock 10 s after close");
-            }
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-}

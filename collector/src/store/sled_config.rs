@@ -81,7 +81,40 @@ pub fn create_with(
         .compression_factor(compression.unwrap_or(COMPRESSION_FACTOR))
         .open()?;
     db.flush()?;
+    release(db, path);
     Ok(())
+}
+
+/// Drops `db` and returns once sled's own threads have let go of the
+/// database's lock file too (up to 10 s): its IO and flush threads can hold
+/// the last reference for a moment after a flush completed, and opening the
+/// path again in that moment fails with "could not acquire lock".
+pub fn release(db: sled::Db, path: &Path) {
+    drop(db);
+    let lock_file = path.join("db");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // sled takes the lock with `flock`, which `File::try_lock` also uses.
+    while !lock_is_free(&lock_file) {
+        if std::time::Instant::now() >= deadline {
+            tracing::warn!(path = %lock_file.display(), "sled still holds the database lock 10 s after close");
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+fn lock_is_free(lock_file: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(lock_file) else {
+        return true;
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.unlock();
+            true
+        }
+        Err(std::fs::TryLockError::WouldBlock) => false,
+        Err(std::fs::TryLockError::Error(_)) => true,
+    }
 }
 
 #[cfg(test)]
@@ -108,7 +141,7 @@ mod tests {
         let old = sled::Config::new().path(&path).open()?;
         old.insert("k", "v")?;
         old.flush()?;
-        drop(old);
+        release(old, &path);
         assert_eq!(persisted_segment_size(&path), Some(512 * 1024));
         let db = config(&path, 1 << 20, true).open()?;
         assert_eq!(db.get("k")?.as_deref(), Some(&b"v"[..]));
@@ -134,6 +167,7 @@ mod tests {
                     db.insert(i.to_be_bytes(), value.clone())?;
                 }
                 db.flush()?;
+                release(db, &path);
             }
             assert_eq!(persisted_compression(&path), Some(compressed));
             let mismatched = sled::Config::new()
