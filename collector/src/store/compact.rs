@@ -113,31 +113,12 @@ pub fn decode_chunk(key: &[u8], bytes: &[u8]) -> Result<Vec<(i64, f64)>, StoreEr
 impl Store {
     /// Folds every device's log records into chunks (the background pass).
     pub fn compact(&self) -> super::Result<CompactStats> {
-        let mut stats = CompactStats::default();
-        let mut cursor = b"l/".to_vec();
-        loop {
-            let Some(item) = self.telemetry.range(cursor.clone()..).keys().next() else {
-                break;
-            };
-            let key = item?;
-            if !key.starts_with(b"l/") || key.len() < 2 + 1 + 8 {
-                break;
-            }
-            let device = String::from_utf8_lossy(&key[2..key.len() - 9]).into_owned();
-            // Past every record of this device: its prefix with '/' → '0'.
-            cursor = [b"l/", device.as_bytes(), b"0"].concat();
-            stats.devices += 1;
-            match self.fold_device(&device) {
-                Ok((records, chunks)) => {
-                    stats.records += records;
-                    stats.chunks_written += chunks;
-                }
-                Err(e) => {
-                    stats.failed += 1;
-                    tracing::error!(device = %device, error = %e, "folding log records failed");
-                }
-            }
-        }
+        // One slice with no budget: the walk lives once, in `fold_slices.rs`.
+        let unbounded = super::fold_slices::SliceBudget {
+            devices: usize::MAX,
+            records: usize::MAX,
+        };
+        let (stats, _) = self.compact_slice(&super::fold_slices::first_slice(), unbounded)?;
         Ok(stats)
     }
 
