@@ -81,6 +81,15 @@ struct Args {
     /// Create the database with sled's zstd compression at this level.
     #[arg(long)]
     compression: Option<i32>,
+    /// Load nothing: run the queries on the database an earlier run left in
+    /// `--dir`, taking "now" as the end of its `--days` (same `--devices`,
+    /// `--days` and `--interval` as that run); no size figures.
+    #[arg(long, requires = "dir")]
+    query_only: bool,
+    /// Skip the export/import copy that measures a freshly rewritten
+    /// database (it needs as much disk again and time for a big database).
+    #[arg(long)]
+    no_copy: bool,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -180,9 +189,15 @@ async fn main() -> Result<()> {
         .map(|i| Device::new(i, args.samples_per_report))
         .collect();
     let ids: Vec<String> = (0..args.devices).map(device_id).collect();
-    register(&store, &devices, &ids).await?;
+    if !args.query_only {
+        register(&store, &devices, &ids).await?;
+    }
     let interval = ms(args.interval);
-    let steps = (args.days * 86_400_000.0 / interval as f64) as i64;
+    let steps = if args.query_only {
+        0
+    } else {
+        (args.days * 86_400_000.0 / interval as f64) as i64
+    };
     let fold_every = ms(args.fold_every).max(interval);
     let mut reports = 0u64;
     let mut samples = 0u64;
@@ -292,17 +307,29 @@ async fn main() -> Result<()> {
         }
     }
     // Queries look at the last 24 h of what was loaded.
-    let end_ms = START_MS + (reports / args.devices.max(1) as u64) as i64 * interval;
+    let end_ms = if args.query_only {
+        START_MS + (args.days * 86_400_000.0 / interval as f64) as i64 * interval
+    } else {
+        START_MS + (reports / args.devices.max(1) as u64) as i64 * interval
+    };
     let begin = Instant::now();
     store.compact()?;
     fold_time += begin.elapsed();
     store.durable().await?;
-    let stored = store.storage_stats()?;
+    // A full scan of the tree: what `--query-only` runs skip.
+    let stored = if args.query_only {
+        Default::default()
+    } else {
+        store.storage_stats()?
+    };
     // The same data rewritten into a fresh database (sled's export/import).
-    let copy_dir = tempfile::tempdir_in(dir.parent().unwrap_or(&dir))?;
-    let rewritten_bytes = store.compacted_copy_size(&copy_dir.path().join("db"))?;
-    let rewritten_dir_bytes = dir_size(copy_dir.path());
-    drop(copy_dir);
+    let (rewritten_bytes, rewritten_dir_bytes) = if args.no_copy || args.query_only {
+        (0, 0)
+    } else {
+        let copy_dir = tempfile::tempdir_in(dir.parent().unwrap_or(&dir))?;
+        let bytes = store.compacted_copy_size(&copy_dir.path().join("db"))?;
+        (bytes, dir_size(copy_dir.path()))
+    };
     let sled_bytes = store.size_on_disk();
     let (dir_bytes, dir_allocated_bytes) = dir_usage(&dir);
 
