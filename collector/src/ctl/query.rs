@@ -21,7 +21,9 @@ AGG is avg, min, max, count, sum or p95 (nearest rank), over every sample in the
 matching series of the devices in the group; count is the number of devices with samples. The \
 {...} part keeps only series with those attributes. GROUP is department, class or a label key \
 (by site groups by the site= label); without it the whole selected fleet is one group. Revoked \
-devices are left out. Groups without samples in the window are not listed.
+devices are left out. Groups without samples in the window are not listed. avg, min, max, sum \
+and count are answered from 5-minute rollups and cover whole 5-minute buckets: the window is \
+widened to the bucket edges around --since and --until; p95 uses the window as given.
 
 Examples:
   vaktctl query 'max(system.filesystem.utilization) by department' --since 24h

@@ -2,9 +2,14 @@
 //! over a window need only each bucket's (min, max, sum, count), so a
 //! fleet-wide scan reads one rollup per 5 minutes instead of every raw
 //! sample (10× fewer values at a 30 s interval, and rollup chunks are
-//! smaller). Whole buckets inside the window come from the rollups, the
-//! partial buckets at its edges from raw samples, so the answer is the same
-//! as a raw scan (up to floating-point summation order).
+//! smaller).
+//!
+//! These aggregations cover **whole 5-minute buckets**: the window is
+//! widened to the bucket edges around it (`whole_buckets`), so no raw sample
+//! is read at its edges and the answer is the raw aggregate over the widened
+//! window (up to floating-point summation order). For a fleet question over
+//! hours or days, five minutes at either end do not change the answer's
+//! meaning, and they save two raw reads per device and series.
 
 use crate::store::compact::Rollup;
 use crate::store::fleet_queries::SeriesRange;
@@ -23,6 +28,16 @@ pub fn answerable(aggregation: Aggregation) -> bool {
             | Aggregation::Sum
             | Aggregation::Count
     )
+}
+
+/// The range widened to whole buckets: from the start of the bucket holding
+/// `since_ms` to the end of the one holding `until_ms`.
+pub fn whole_buckets(range: SeriesRange<'_>) -> SeriesRange<'_> {
+    SeriesRange {
+        since_ms: bucket_of(range.since_ms),
+        until_ms: bucket_of(range.until_ms).saturating_add(BUCKET_MS - 1),
+        ..range
+    }
 }
 
 /// Calls `visit` with the device's data in the range: rollups for whole

@@ -117,22 +117,21 @@ impl Accumulator {
             Aggregation::Count => self.count as f64,
             Aggregation::Sum => self.sum,
             Aggregation::P95 => {
+                // The rank's element alone, in linear time: a fleet's p95
+                // can cover millions of samples.
                 let values = self.values.as_mut()?;
-                values.sort_by(f64::total_cmp);
-                percentile_nearest_rank(values, 95.0)?
+                let rank = nearest_rank(values.len(), 95.0)?;
+                *values.select_nth_unstable_by(rank - 1, f64::total_cmp).1
             }
         })
     }
 }
 
-/// The nearest-rank percentile of sorted values: the smallest value with at
-/// least `p` percent of the values at or below it.
-pub fn percentile_nearest_rank(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+/// The 1-based nearest rank of percentile `p` among `n` values: the sorted
+/// position of the smallest value with at least `p` percent of the values at
+/// or below it.
+fn nearest_rank(n: usize, p: f64) -> Option<usize> {
+    (n > 0).then(|| ((p / 100.0 * n as f64).ceil() as usize).clamp(1, n))
 }
 
 /// `max(system.filesystem.utilization) by department` over a window.
@@ -150,11 +149,17 @@ pub fn aggregate(
     let devices = store.fleet_devices(false, |r| {
         r.revoked_at_ms == 0 && selected(req.selector.as_ref(), r)
     })?;
-    let range = SeriesRange {
+    let exact = SeriesRange {
         metric: &req.metric,
         filter: &req.attributes,
         since_ms: req.since_unix_ms,
         until_ms: until,
+    };
+    // What rollups answer covers whole 5-minute buckets (see `fleet_rollups`).
+    let range = if fleet_rollups::answerable(aggregation) {
+        fleet_rollups::whole_buckets(exact)
+    } else {
+        exact
     };
     let mut groups: BTreeMap<String, (Accumulator, u32)> = BTreeMap::new();
     let mut scanned = 0usize;

@@ -292,10 +292,9 @@ async fn fleet_scan_latency() {
     });
 }
 
-/// Aggregations answered from rollups (whole buckets) plus raw samples (the
-/// partial buckets at the window's edges) equal the same aggregation over
-/// the raw samples, for windows aligned and not aligned to buckets, folded
-/// or still in log records.
+/// Aggregations answered from rollups equal the same aggregation over the
+/// raw samples of the window widened to whole 5-minute buckets, for windows
+/// aligned and not aligned to buckets, folded or still in log records.
 #[tokio::test]
 async fn rollup_answers_equal_raw_answers() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -319,6 +318,7 @@ async fn rollup_answers_equal_raw_answers() {
         .expect("register");
     // Three hours at an odd 37 s interval; two mountpoints.
     let mut samples: Vec<(i64, f64)> = Vec::new();
+    let mut root: Vec<(i64, f64)> = Vec::new();
     for i in 0..292i64 {
         let at = start + 11_000 + i * 37_000;
         let value = ((i * 7_919) % 1_000) as f64 / 1_000.0 + 0.001;
@@ -339,6 +339,7 @@ async fn rollup_answers_equal_raw_answers() {
         };
         samples.push((at, value));
         samples.push((at, value / 2.0));
+        root.push((at, value));
         store.ingest("d-r", &batch, at).expect("ingest");
         // Fold the first two hours; the rest stays in log records.
         if i == 194 {
@@ -351,10 +352,15 @@ async fn rollup_answers_equal_raw_answers() {
         (start + 60 * MIN, start + 60 * MIN + 4 * MIN),
         (start + 2 * MIN, start + 170 * MIN + 17),
     ];
+    let bucket = crate::store::series::BUCKET_MS;
     for (since, until) in windows {
+        let (from, to) = (
+            since - since.rem_euclid(bucket),
+            until - until.rem_euclid(bucket) + bucket - 1,
+        );
         let inside: Vec<f64> = samples
             .iter()
-            .filter(|(t, _)| (since..=until).contains(t))
+            .filter(|(t, _)| (from..=to).contains(t))
             .map(|(_, v)| *v)
             .collect();
         for aggregation in [
@@ -393,5 +399,21 @@ async fn rollup_answers_equal_raw_answers() {
                 group.value
             );
         }
+        // An attribute filter: `/` only.
+        let req = v1::FleetAggregateRequest {
+            metric: FS.into(),
+            attributes: vec![attr("mountpoint", "/")],
+            aggregation: Aggregation::Sum as i32,
+            since_unix_ms: since,
+            until_unix_ms: until,
+            ..Default::default()
+        };
+        let got = aggregate(&store, &req, until).expect("aggregate");
+        let want: f64 = root
+            .iter()
+            .filter(|(t, _)| (from..=to).contains(t))
+            .map(|(_, v)| *v)
+            .sum();
+        assert!((got.groups[0].value - want).abs() < 1e-9, "filtered sum");
     }
 }

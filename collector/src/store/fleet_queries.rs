@@ -109,6 +109,24 @@ impl Store {
         max_points: usize,
         mut visit: impl FnMut(f64),
     ) -> Result<usize> {
+        if self.resolution_for(range.since_ms, 0) == super::read::Resolution::Raw {
+            // The samples themselves, without building points per series.
+            let mut n = 0;
+            for (_, _, points) in self.raw_samples(
+                device_id,
+                range.metric,
+                range.filter,
+                range.since_ms,
+                range.until_ms,
+            )? {
+                n += points.len();
+                if n > max_points {
+                    return Err(super::StoreError::TooManyPoints(max_points));
+                }
+                points.iter().for_each(|(_, v)| visit(*v));
+            }
+            return Ok(n);
+        }
         let series = self.query_series(
             device_id,
             range.metric,

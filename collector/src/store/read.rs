@@ -112,7 +112,11 @@ impl Store {
         let _shared = self.fold_locks[super::stripe_of(device_id)]
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut by_series: BTreeMap<Vec<u8>, BTreeMap<i64, f64>> = BTreeMap::new();
+        // Chunks arrive in time order and log records after them, so a
+        // series' samples are pushed nearly sorted; a stable sort then keeps
+        // the last write of a timestamp (a log record over a chunk, a later
+        // record over an earlier one). Cheaper than a map insert per sample.
+        let mut by_series: BTreeMap<Vec<u8>, Vec<(i64, f64)>> = BTreeMap::new();
         self.each_chunk(
             Kind::Raw,
             device_id,
@@ -121,24 +125,36 @@ impl Store {
             since_ms,
             until_ms,
             |id, key, bytes| {
-                let points = by_series.entry(id.to_vec()).or_default();
-                for (t, v) in decode_chunk(key, bytes)? {
-                    if (since_ms..=until_ms).contains(&t) {
-                        points.insert(t, v);
-                    }
-                }
+                let points = match by_series.get_mut(id) {
+                    Some(points) => points,
+                    None => by_series.entry(id.to_vec()).or_default(),
+                };
+                points.extend(
+                    decode_chunk(key, bytes)?
+                        .into_iter()
+                        .filter(|(t, _)| (since_ms..=until_ms).contains(t)),
+                );
                 Ok(())
             },
         )?;
-        self.each_logged(device_id, metric, filter, since_ms, until_ms, |id, t, v| {
-            by_series.entry(id.to_vec()).or_default().insert(t, v);
-        })?;
+        self.each_logged(
+            device_id,
+            metric,
+            filter,
+            since_ms,
+            until_ms,
+            |id, t, v| match by_series.get_mut(id) {
+                Some(points) => points.push((t, v)),
+                None => by_series.entry(id.to_vec()).or_default().push((t, v)),
+            },
+        )?;
         Ok(by_series
             .into_iter()
             .filter(|(_, points)| !points.is_empty())
-            .filter_map(|(id, points)| {
+            .filter_map(|(id, mut points)| {
+                last_write_per_timestamp(&mut points);
                 let (metric, attributes) = series::split_series_id(&id)?;
-                Some((metric, attributes, points.into_iter().collect()))
+                Some((metric, attributes, points))
             })
             .collect())
     }
@@ -294,6 +310,24 @@ impl Store {
     }
 }
 
+/// Sorts samples by time and keeps, of samples with the same timestamp, the
+/// one pushed last.
+fn last_write_per_timestamp(points: &mut Vec<(i64, f64)>) {
+    if points.windows(2).any(|w| w[0].0 >= w[1].0) {
+        points.sort_by_key(|p| p.0);
+        // `dedup_by` removes `later` when it returns true; copy it into the
+        // kept element first so the last write wins.
+        points.dedup_by(|later, kept| {
+            if later.0 == kept.0 {
+                *kept = *later;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
 /// Step-aligned means of time-ordered buckets (the buckets themselves without a step).
 fn per_step(buckets: Vec<Rollup>, step_ms: i64) -> Vec<v1::Point> {
     let mut merged: Vec<Rollup> = Vec::new();
@@ -318,4 +352,26 @@ fn per_step(buckets: Vec<Rollup>, step_ms: i64) -> Vec<v1::Point> {
             value: r.mean(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_write_per_timestamp;
+
+    #[test]
+    fn the_last_write_of_a_timestamp_wins_and_time_order_is_restored() {
+        let mut points = vec![
+            (10, 1.0),
+            (20, 2.0),
+            (30, 3.0),
+            (20, 9.0),
+            (5, 0.5),
+            (30, 7.0),
+        ];
+        last_write_per_timestamp(&mut points);
+        assert_eq!(points, vec![(5, 0.5), (10, 1.0), (20, 9.0), (30, 7.0)]);
+        let mut sorted = vec![(1, 1.0), (2, 2.0)];
+        last_write_per_timestamp(&mut sorted);
+        assert_eq!(sorted, vec![(1, 1.0), (2, 2.0)]);
+    }
 }
