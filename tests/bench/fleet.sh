@@ -13,7 +13,8 @@
 # memory.tsv every MEM_EVERY seconds (copied to MEM_OUT if set). Pass
 # `-o json` for the simulator's per-window series (ack latency, collector
 # RSS, load average). COLLECTOR_ENV adds variables to the collector's
-# environment (e.g. LD_PRELOAD of another malloc, for a measurement).
+# environment (e.g. LD_PRELOAD of another malloc, for a measurement); RULES
+# names an alert rules file for it.
 #
 # Each device holds one TCP connection, on both sides: the collector (and the
 # simulator) can hold at most about `ulimit -Hn` devices.
@@ -39,6 +40,9 @@ cleanup() {
 trap cleanup EXIT
 
 collector_init "$work/c"
+# RULES=FILE: alert rules merged over the built-in ones (e.g. to switch off
+# a rule the simulated fleet would fire tens of thousands of times).
+[[ -z "${RULES:-}" ]] || sed -i "1i alert_rules = \"$(realpath "$RULES")\"" "$work/c/collector.toml"
 collector_start "$work/c" "$work/collector.log"
 pids+=("$collector_pid")
 # For profiling the collector from outside (perf record -p).
