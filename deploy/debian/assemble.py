@@ -44,8 +44,10 @@ def source_path(src, manifest_dir, target_dir, profile):
 def auto_depends(binaries):
     """What `$auto` resolves to: the newest glibc symbol version the binaries
     use, and libgcc_s when they link it (Rust's unwinder). A byte scan of the
-    ELF's version strings, so dpkg-dev need not be installed."""
+    ELF's version strings, so dpkg-dev need not be installed. Binaries that
+    link neither (the agent, static against musl) depend on nothing."""
     glibc = (2, 2, 5)
+    links_glibc = False
     gcc = False
     for path in binaries:
         with open(path, "rb") as f:
@@ -53,9 +55,13 @@ def auto_depends(binaries):
         for m in re.finditer(rb"GLIBC_(\d+)\.(\d+)(?:\.(\d+))?\x00", data):
             version = tuple(int(g or 0) for g in m.groups())
             glibc = max(glibc, version)
+            links_glibc = True
+        links_glibc = links_glibc or b"libc.so.6\x00" in data
         gcc = gcc or b"libgcc_s.so.1\x00" in data
-    version = ".".join(str(p) for p in (glibc if glibc[2] else glibc[:2]))
-    deps = [f"libc6 (>= {version})"]
+    deps = []
+    if links_glibc:
+        version = ".".join(str(p) for p in (glibc if glibc[2] else glibc[:2]))
+        deps.append(f"libc6 (>= {version})")
     if gcc:
         deps.append("libgcc-s1 (>= 4.2)")
     return deps

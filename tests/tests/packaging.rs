@@ -333,3 +333,32 @@ fn debian_packages_and_their_units() {
     agent_unit_verifies_and_is_a_hardened_notify_service(&built);
     collector_unit_verifies_and_is_hardened(&built);
 }
+
+/// `$auto` puts libc6 into Depends only for binaries that link glibc: the
+/// agent's static musl build needs nothing but what its metadata adds.
+#[test]
+fn auto_depends_follows_what_the_binaries_link() {
+    if !require_program("python3", "the packaging check needs it") {
+        return;
+    }
+    let dir = TestDir::new("auto-depends");
+    let static_binary = dir.path().join("static");
+    let dynamic_binary = dir.path().join("dynamic");
+    std::fs::write(&static_binary, b"\x7fELF code and data, no dynamic section").expect("write");
+    std::fs::write(
+        &dynamic_binary,
+        b"\x7fELF libc.so.6\0GLIBC_2.2.5\0GLIBC_2.34\0libgcc_s.so.1\0",
+    )
+    .expect("write");
+    let mut cmd = Command::new("python3");
+    cmd.current_dir(workspace_root().join("deploy/debian"))
+        .arg("-c")
+        .arg("import assemble, sys; print(assemble.auto_depends(sys.argv[1:2]), assemble.auto_depends(sys.argv[2:3]))")
+        .arg(&static_binary)
+        .arg(&dynamic_binary);
+    let out = run_command(cmd, Duration::from_secs(60));
+    assert_eq!(
+        out.assert_success().stdout.trim(),
+        "[] ['libc6 (>= 2.34)', 'libgcc-s1 (>= 4.2)']"
+    );
+}
