@@ -149,17 +149,11 @@ pub fn aggregate(
     let devices = store.fleet_devices(false, |r| {
         r.revoked_at_ms == 0 && selected(req.selector.as_ref(), r)
     })?;
-    let exact = SeriesRange {
+    let range = SeriesRange {
         metric: &req.metric,
         filter: &req.attributes,
         since_ms: req.since_unix_ms,
         until_ms: until,
-    };
-    // What rollups answer covers whole 5-minute buckets (see `fleet_rollups`).
-    let range = if fleet_rollups::answerable(aggregation) {
-        fleet_rollups::whole_buckets(exact)
-    } else {
-        exact
     };
     let mut groups: BTreeMap<String, (Accumulator, u32)> = BTreeMap::new();
     let mut scanned = 0usize;
@@ -171,7 +165,8 @@ pub fn aggregate(
         let budget = MAX_FLEET_QUERY_SAMPLES
             .saturating_sub(scanned)
             .min(MAX_QUERY_POINTS);
-        // Aggregations that rollups answer read them (see `fleet_rollups`).
+        // Aggregations that rollups answer read them, over whole 5-minute
+        // buckets (see `fleet_rollups`).
         let visited = if fleet_rollups::answerable(aggregation) {
             fleet_rollups::visit(store, &device.record.device_id, &range, budget, |r| {
                 acc.add_rollup(r)

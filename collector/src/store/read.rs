@@ -125,29 +125,20 @@ impl Store {
             since_ms,
             until_ms,
             |id, key, bytes| {
-                let points = match by_series.get_mut(id) {
-                    Some(points) => points,
-                    None => by_series.entry(id.to_vec()).or_default(),
-                };
-                points.extend(
-                    decode_chunk(key, bytes)?
-                        .into_iter()
-                        .filter(|(t, _)| (since_ms..=until_ms).contains(t)),
-                );
+                let decoded = decode_chunk(key, bytes)?;
+                add_points(&mut by_series, id, |points| {
+                    points.extend(
+                        decoded
+                            .into_iter()
+                            .filter(|(t, _)| (since_ms..=until_ms).contains(t)),
+                    );
+                });
                 Ok(())
             },
         )?;
-        self.each_logged(
-            device_id,
-            metric,
-            filter,
-            since_ms,
-            until_ms,
-            |id, t, v| match by_series.get_mut(id) {
-                Some(points) => points.push((t, v)),
-                None => by_series.entry(id.to_vec()).or_default().push((t, v)),
-            },
-        )?;
+        self.each_logged(device_id, metric, filter, since_ms, until_ms, |id, t, v| {
+            add_points(&mut by_series, id, |points| points.push((t, v)))
+        })?;
         Ok(by_series
             .into_iter()
             .filter(|(_, points)| !points.is_empty())
@@ -307,6 +298,19 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// Applies `add` to the series' samples so far; the id is copied only for
+/// a series not seen yet (not once per sample).
+fn add_points(
+    by_series: &mut BTreeMap<Vec<u8>, Vec<(i64, f64)>>,
+    id: &[u8],
+    add: impl FnOnce(&mut Vec<(i64, f64)>),
+) {
+    match by_series.get_mut(id) {
+        Some(points) => add(points),
+        None => add(by_series.entry(id.to_vec()).or_default()),
     }
 }
 
