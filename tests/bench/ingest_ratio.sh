@@ -73,17 +73,23 @@ echo "== enrolling $STREAMS devices" >&2
 
 load=(--saturate --streams "$STREAMS" --in-flight "$IN_FLIGHT" --duration "$DURATION"
       --warmup "$WARMUP" --samples-per-report "$SAMPLES" -o json)
+# utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# The server's CPU use during a round, in cores (warm-up included).
+cores() { python3 -c "import os,sys; a,b,t,u=map(float,sys.argv[1:]); print(f'{(b-a)/os.sysconf(\"SC_CLK_TCK\")/(u-t):.2f}')" "$@"; }
 rate() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["reports_per_s"], d["ack_latency_ms"]["p50"], d["ack_latency_ms"]["p99"], sum(d["errors"].values()))'; }
 
 durable=(); bare=()
-printf '%-6s %-9s %12s %10s %10s %7s\n' round server reports/s p50_ms p99_ms errors
+printf '%-6s %-9s %12s %10s %10s %7s %10s\n' round server reports/s p50_ms p99_ms errors cpu_cores
 for r in $(seq "$ROUNDS"); do
     perf_pid=
     if [[ -n "${PERF:-}" && $r == 1 ]]; then
         perf record ${PERF_ARGS:--g} -o "$work/perf.data" -p "$collector_pid" 2>>"$work/perf.log" >&2 &
         perf_pid=$!
     fi
+    c0=$(cpu_ticks "$collector_pid"); t0=$(date +%s.%N)
     out=$("${sim[@]}" "${load[@]}" --collector-pid "$collector_pid" 2>>"$work/sim.log")
+    c1=$(cpu_ticks "$collector_pid"); t1=$(date +%s.%N)
     if [[ -n "$perf_pid" ]]; then
         kill -INT "$perf_pid"; wait "$perf_pid" || true
         perf report -i "$work/perf.data" --no-children --percent-limit 0.7 --stdio -g none \
@@ -93,13 +99,15 @@ for r in $(seq "$ROUNDS"); do
     echo "$out" >"$work/collector-$r.json"
     read -r rps p50 p99 errs <<<"$(rate <<<"$out")"
     durable+=("$rps")
-    printf '%-6s %-9s %12.0f %10.1f %10.1f %7s\n' "$r" collector "$rps" "$p50" "$p99" "$errs"
+    printf '%-6s %-9s %12.0f %10.1f %10.1f %7s %10s\n' "$r" collector "$rps" "$p50" "$p99" "$errs" "$(cores "$c0" "$c1" "$t0" "$t1")"
 
+    n0=$(cpu_ticks "$noop_pid"); t0=$(date +%s.%N)
     out=$("${sim[@]}" "${load[@]}" --collector "https://127.0.0.1:$noop" --collector-pid "$noop_pid" 2>>"$work/sim.log")
+    n1=$(cpu_ticks "$noop_pid"); t1=$(date +%s.%N)
     echo "$out" >"$work/noop-$r.json"
     read -r rps p50 p99 errs <<<"$(rate <<<"$out")"
     bare+=("$rps")
-    printf '%-6s %-9s %12.0f %10.1f %10.1f %7s\n' "$r" no-op "$rps" "$p50" "$p99" "$errs"
+    printf '%-6s %-9s %12.0f %10.1f %10.1f %7s %10s\n' "$r" no-op "$rps" "$p50" "$p99" "$errs" "$(cores "$n0" "$n1" "$t0" "$t1")"
 done
 
 echo "group commit during the last collector round (flusher's debug log):"

@@ -5,6 +5,9 @@
 //! still there and fold again) and a crash after it duplicates nothing.
 //! Reports arriving meanwhile add new records, which the batch leaves alone.
 //!
+//! The batch also writes the device's ingest state to `s/`, since the folded
+//! records may be the only place it is stored.
+//!
 //! Rollups of a window are recomputed from the whole merged chunk whenever the
 //! chunk changes, so they always equal the raw aggregates, late data included.
 
@@ -175,10 +178,20 @@ impl Store {
             chunks += usize::from(raw);
         }
         let records = folded.len();
+        if records == 0 {
+            return Ok((0, chunks));
+        }
         for key in folded {
             batch.remove(key);
         }
+        // The folded records may carry the newest state (`log.rs`): it moves
+        // to `s/` in the same batch. Under the ingest lock, so no report
+        // writes a newer state between reading it and applying the batch.
+        let mut hot = self.lock_ingest(device_id);
+        let state = self.cached_state(&mut hot, device_id)?;
+        batch.insert(series::state_key(device_id), super::encode_json(state));
         self.telemetry.apply_batch(batch)?;
+        drop(hot);
         Ok((records, chunks))
     }
 

@@ -64,10 +64,7 @@ impl Store {
                     key: id.clone().into_owned(),
                     reason: e.to_string(),
                 })?;
-            let state = match self.telemetry.get(series::state_key(&id))? {
-                Some(v) => decode_json(&id, &v)?,
-                None => StateBrief::default(),
-            };
+            let state = self.ingest_state_brief(&id)?;
             visit(&device, &state);
         }
         Ok(())
@@ -217,6 +214,12 @@ impl Store {
         now_ms: i64,
         enrolled: impl Fn(&mut DeviceRecord),
     ) -> Result<Option<DeviceRecord>> {
+        // Fold the previous instance's reports first: its log records carry
+        // the device's newest state, and the new instance's sequence starts
+        // again from 1, so its records would otherwise reuse their keys.
+        if let Some(token) = self.token(token_id)? {
+            self.fold_device(&token.device_id)?;
+        }
         let outcome = (&self.tokens, &self.devices, &self.telemetry, &self.denylist).transaction(
             |(tokens, devices, telemetry, denylist)| {
                 let Some(raw) = tokens.get(token_id.as_bytes())? else {
@@ -245,14 +248,19 @@ impl Store {
                 for serial in &previous {
                     denylist.insert(serial.as_bytes(), device_id.as_bytes())?;
                 }
+                // The previous instance's log records were folded just
+                // before, so `s/` is current; the new generation makes any
+                // record it still sends meanwhile stale (`stored_state`).
                 let state_key = series::state_key(&device_id);
-                if let Some(raw) = telemetry.get(&state_key)? {
-                    let mut state: IngestState = decode_json(&device_id, &raw)
-                        .map_err(ConflictableTransactionError::Abort)?;
-                    state.last_sequence = 0;
-                    state.last_collected_ms = 0;
-                    telemetry.insert(state_key, encode_json(&state))?;
-                }
+                let mut state: IngestState = match telemetry.get(&state_key)? {
+                    Some(raw) => decode_json(&device_id, &raw)
+                        .map_err(ConflictableTransactionError::Abort)?,
+                    None => IngestState::default(),
+                };
+                state.last_sequence = 0;
+                state.last_collected_ms = 0;
+                state.generation = state.generation.wrapping_add(1);
+                telemetry.insert(state_key, encode_json(&state))?;
                 enrolled(&mut device);
                 tokens.insert(token_id.as_bytes(), encode_json(&token))?;
                 devices.insert(device_id.as_bytes(), encode_json(&device))?;

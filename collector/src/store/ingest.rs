@@ -1,17 +1,17 @@
 //! Storing a stream's group of waiting batches at once. Reports that carry
 //! only samples, events and counters (nearly all of them) are written as ONE
-//! log record (`log::encode_many`, keyed by the group's last sequence) plus
-//! the device's ingest state, in one sled batch: sled's per-key insert path
-//! and log reservation are paid once per group instead of twice per report.
-//! A group with anything else (inventory, software, gateway children) goes
-//! through `Store::ingest` batch by batch, exactly as before.
+//! log record (`log::encode_many`, keyed by the group's last sequence) that
+//! also carries the device's new ingest state: one sled `insert` per group,
+//! instead of a multi-key batch per report. A group with anything else
+//! (inventory, software, gateway children) goes through `Store::ingest`
+//! batch by batch.
 //!
 //! The guarantees are those of `ingest`: the stripe lock serializes the
 //! device's read-modify-write, every sequence at or below the stored one is a
-//! resend (nothing written), and the record and the new state land in one
-//! atomic batch, so after a crash either both or neither exist.
+//! resend (nothing written), and the samples and the new state are one sled
+//! value, so after a crash either both or neither exist.
 
-use super::{IngestState, Ingested, ReportStored, Result, Store, encode_json, log, series};
+use super::{IngestState, Ingested, ReportStored, Result, Store, log, series};
 use vakt_proto::v1;
 
 impl IngestState {
@@ -90,19 +90,12 @@ impl Store {
         if fresh.is_empty() {
             return Ok(results);
         }
-        let mut writes = sled::Batch::default();
-        let with_samples = fresh
-            .iter()
-            .map(|&i| &batches[i])
-            .filter(|b| !b.samples.is_empty());
-        if let Some(last) = with_samples.clone().next_back() {
-            writes.insert(
-                series::log_key(device_id, last.sequence),
-                log::encode_many(with_samples),
-            );
-        }
-        writes.insert(series::state_key(device_id), encode_json(&state));
-        self.telemetry.apply_batch(writes)?;
+        // One key, atomic by itself: the group's samples and the state after
+        // them. No multi-key batch, so no wait for sled's exclusive lock.
+        self.telemetry.insert(
+            series::log_key(device_id, state.last_sequence),
+            log::encode_many(&state, fresh.iter().map(|&i| &batches[i])),
+        )?;
         *cached = state;
         drop(hot);
         if self.events.wanted() {
@@ -227,5 +220,61 @@ mod tests {
             .ingest_group("d-1", vec![batch(3, t + 2, 3.0)], t)
             .unwrap();
         assert!(!resend[0].stored);
+    }
+
+    #[tokio::test]
+    async fn the_newest_record_is_the_state_until_a_fold_moves_it_to_s() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = 1_800_000_000_000;
+        let store = Store::open(dir.path(), 16 << 20).unwrap();
+        store
+            .ingest_group("d-1", vec![batch(1, t, 1.0), batch(2, t + 1, 2.0)], t + 5)
+            .unwrap();
+        let mut quiet = batch(3, t + 2, 0.0);
+        quiet.samples.clear();
+        quiet.dropped_reports = 4;
+        store.ingest_group("d-1", vec![quiet], t + 6).unwrap();
+        // The report path wrote no `s/`: only the records hold the state.
+        assert!(
+            store
+                .telemetry
+                .get(series::state_key("d-1"))
+                .unwrap()
+                .is_none()
+        );
+        store.close().await.unwrap();
+
+        let store = Store::open(dir.path(), 16 << 20).unwrap();
+        let state = store.ingest_state("d-1").unwrap();
+        assert_eq!(
+            (
+                state.last_sequence,
+                state.last_seen_ms,
+                state.dropped_reports_total
+            ),
+            (3, t + 6, 4)
+        );
+        assert!(
+            !store
+                .ingest_group("d-1", vec![batch(3, t + 2, 0.0)], t)
+                .unwrap()[0]
+                .stored
+        );
+        store.compact().unwrap();
+        assert_eq!(store.telemetry.scan_prefix(b"l/").count(), 0);
+        let folded: IngestState = super::super::decode_json(
+            "d-1",
+            &store
+                .telemetry
+                .get(series::state_key("d-1"))
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(folded, state);
+        store.close().await.unwrap();
+
+        let store = Store::open(dir.path(), 16 << 20).unwrap();
+        assert_eq!(store.ingest_state("d-1").unwrap(), state);
     }
 }

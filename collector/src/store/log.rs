@@ -1,14 +1,24 @@
-//! The per-report log record: a batch's samples, compactly encoded, written
-//! in the same atomic sled batch as the device's ingest state so that the
-//! acknowledgement never waits for a chunk rewrite. The compactor folds
+//! The per-report log record: a batch's samples, compactly encoded, so that
+//! the acknowledgement never waits for a chunk rewrite. The compactor folds
 //! records into chunks later (`compact.rs`).
 //!
-//! Layout: `batch_ts zigzag-varint`, then groups of consecutive samples of
+//! A record also carries the device's ingest state after it: storing a
+//! report is then ONE sled `insert`, atomic by itself. An atomic multi-key
+//! `apply_batch` takes sled's global lock exclusively and so waits for every
+//! flush in progress, blocking the tokio worker; that wait cost ~1/3 of the
+//! durable ingest rate (docs/BENCHMARKS.md). `s/<device>` is brought up to
+//! date when the records are folded; until then the newest record is the
+//! truth (`Store::stored_state`).
+//!
+//! Layout: `0x00` (`WITH_STATE`), `len varint` and the state
+//! (`encode_state`), then the body: `batch_ts zigzag-varint`, then groups of
+//! consecutive samples of
 //! one series: `len varint`, series id (`series::series_id`), `count
 //! varint`, and per sample `ts - batch_ts` (zigzag varint) and the value
 //! (8 bytes, little-endian). Agents send a series' samples together, so a
 //! group is usually one series per report.
 
+use super::IngestState;
 use super::gorilla::{CodecError, get_varint, put_varint};
 use super::series;
 use vakt_proto::v1;
@@ -16,22 +26,37 @@ use vakt_proto::v1;
 /// One series' samples from a log record, in the order they were sent.
 pub type Group = (Vec<u8>, Vec<(i64, f64)>);
 
-pub fn encode(batch: &v1::ReportBatch) -> Vec<u8> {
-    encode_many(std::slice::from_ref(batch))
+/// First byte of a record that carries an ingest state. Records written
+/// before states moved into them start with the body's `batch_ts` varint,
+/// whose first byte is 0 only for a batch time of 0, which validation
+/// refuses (older than 400 days).
+const WITH_STATE: u8 = 0;
+
+pub fn encode(state: &IngestState, batch: &v1::ReportBatch) -> Vec<u8> {
+    encode_many(state, std::slice::from_ref(batch))
 }
 
 /// One record holding the samples of several reports of one device (a
-/// stream's group of waiting batches, stored with one sled key): their
-/// groups one after the other, timestamps relative to the first batch's, so
-/// `decode` reads it like a single report's record.
-pub fn encode_many<'a>(batches: impl IntoIterator<Item = &'a v1::ReportBatch> + Clone) -> Vec<u8> {
-    let mut batches_iter = batches.clone().into_iter();
-    let Some(first) = batches_iter.next() else {
-        return Vec::new();
-    };
-    let batch_ts = first.collected_at_unix_ms;
+/// stream's group of waiting batches, stored with one sled key) and the
+/// device's state after them: their groups one after the other, timestamps
+/// relative to the first batch's, so `decode` reads it like a single
+/// report's record. Batches without samples add nothing but the state.
+pub fn encode_many<'a>(
+    state: &IngestState,
+    batches: impl IntoIterator<Item = &'a v1::ReportBatch> + Clone,
+) -> Vec<u8> {
+    let batch_ts = batches
+        .clone()
+        .into_iter()
+        .next()
+        .map_or(state.last_collected_ms, |b| b.collected_at_unix_ms);
     let total: usize = batches.clone().into_iter().map(|b| b.samples.len()).sum();
-    let mut out = Vec::with_capacity(16 + total * 64);
+    let mut out = Vec::with_capacity(64 + state.hostname.len() + total * 64);
+    out.push(WITH_STATE);
+    let mut encoded_state = Vec::with_capacity(48 + state.hostname.len());
+    encode_state(&mut encoded_state, state);
+    put_varint(&mut out, encoded_state.len() as u64);
+    out.extend_from_slice(&encoded_state);
     put_varint(&mut out, zigzag(batch_ts));
     for batch in batches {
         encode_samples(&mut out, batch_ts, batch);
@@ -86,8 +111,73 @@ fn put_series_id(out: &mut Vec<u8>, sample: &v1::Sample) {
     debug_assert_eq!(out.len() - start, len);
 }
 
+/// The ingest state a record carries; `None` for a record written before
+/// records carried states.
+pub fn decode_state(mut bytes: &[u8]) -> Result<Option<IngestState>, CodecError> {
+    let input = &mut bytes;
+    let Some(mut fields) = take_state(input)? else {
+        return Ok(None);
+    };
+    decode_state_fields(&mut fields).map(Some)
+}
+
+/// Splits off the encoded state (when the record has one), leaving the body.
+fn take_state<'a>(input: &mut &'a [u8]) -> Result<Option<&'a [u8]>, CodecError> {
+    if input.first() != Some(&WITH_STATE) {
+        return Ok(None);
+    }
+    *input = &input[1..];
+    let len = usize::try_from(get_varint(input)?).map_err(|_| CodecError::Truncated)?;
+    take(input, len).map(Some)
+}
+
+/// The state's fields in a fixed order, integers as varints (signed ones
+/// zigzagged), then the hostname and inventory hash with their lengths.
+fn encode_state(out: &mut Vec<u8>, state: &IngestState) {
+    put_varint(out, state.last_sequence);
+    put_varint(out, zigzag(state.last_seen_ms));
+    put_varint(out, zigzag(i64::from(state.last_event)));
+    put_varint(out, zigzag(state.last_event_ms));
+    put_varint(out, state.dropped_reports_total);
+    put_varint(out, zigzag(state.last_collected_ms));
+    put_varint(out, u64::from(state.generation));
+    put_varint(out, state.hostname.len() as u64);
+    out.extend_from_slice(state.hostname.as_bytes());
+    put_varint(out, state.inventory_hash.len() as u64);
+    out.extend_from_slice(&state.inventory_hash);
+}
+
+fn decode_state_fields(input: &mut &[u8]) -> Result<IngestState, CodecError> {
+    let last_sequence = get_varint(input)?;
+    let last_seen_ms = unzigzag(get_varint(input)?);
+    let last_event =
+        i32::try_from(unzigzag(get_varint(input)?)).map_err(|_| CodecError::Truncated)?;
+    let last_event_ms = unzigzag(get_varint(input)?);
+    let dropped_reports_total = get_varint(input)?;
+    let last_collected_ms = unzigzag(get_varint(input)?);
+    let generation = u32::try_from(get_varint(input)?).map_err(|_| CodecError::Truncated)?;
+    let len = usize::try_from(get_varint(input)?).map_err(|_| CodecError::Truncated)?;
+    // Validation refuses hostnames that are not UTF-8 long before they get here.
+    let hostname = String::from_utf8_lossy(take(input, len)?).into_owned();
+    let len = usize::try_from(get_varint(input)?).map_err(|_| CodecError::Truncated)?;
+    let inventory_hash = take(input, len)?.to_vec();
+    Ok(IngestState {
+        last_sequence,
+        last_seen_ms,
+        last_event,
+        last_event_ms,
+        hostname,
+        inventory_hash,
+        dropped_reports_total,
+        last_collected_ms,
+        generation,
+    })
+}
+
+/// A record's samples, grouped by series (its state, if any, is skipped).
 pub fn decode(mut bytes: &[u8]) -> Result<Vec<Group>, CodecError> {
     let input = &mut bytes;
+    take_state(input)?;
     let batch_ts = unzigzag(get_varint(input)?);
     let mut groups = Vec::new();
     while !input.is_empty() {
@@ -160,7 +250,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let groups = decode(&encode(&batch)).unwrap();
+        let groups = decode(&encode(&IngestState::default(), &batch)).unwrap();
         let a = series::series_id("a", &[]);
         assert_eq!(groups.len(), 3);
         assert_eq!(groups[0].0, a);
@@ -201,14 +291,17 @@ mod tests {
             }],
             ..Default::default()
         };
-        let groups = decode(&encode_many([&a, &b, &unsorted])).unwrap();
+        let groups = decode(&encode_many(&IngestState::default(), [&a, &b, &unsorted])).unwrap();
         let m = series::series_id("m", &a.samples[0].attributes);
         assert_eq!(groups[0], (m.clone(), vec![(1_000_000, 1.0)]));
         assert_eq!(groups[1].1, vec![(999_000, 2.0)]);
         assert_eq!(groups[2], (m, vec![(1_030_000, 3.0)]));
         let sorted = series::series_id("m", &unsorted.samples[0].attributes);
         assert_eq!(groups[3], (sorted, vec![(1_060_000, 4.0)]));
-        assert_eq!(decode(&encode(&a)).unwrap(), groups[..2].to_vec());
+        assert_eq!(
+            decode(&encode(&IngestState::default(), &a)).unwrap(),
+            groups[..2].to_vec()
+        );
     }
 
     #[test]
@@ -218,10 +311,61 @@ mod tests {
             samples: vec![sample("a", None, 0, 1.0)],
             ..Default::default()
         };
-        let bytes = encode(&batch);
+        let bytes = encode(&IngestState::default(), &batch);
         for n in 0..bytes.len() {
             let _ = decode(&bytes[..n]);
         }
         assert!(decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    fn state() -> IngestState {
+        IngestState {
+            last_sequence: 41,
+            last_seen_ms: 1_800_000_000_000,
+            last_event: 3,
+            last_event_ms: -5,
+            hostname: "kiosk-ü-7".into(),
+            inventory_hash: vec![0, 1, 0xff],
+            dropped_reports_total: u64::MAX,
+            last_collected_ms: 1_799_999_999_000,
+            generation: 2,
+        }
+    }
+
+    #[test]
+    fn a_record_carries_the_state_after_it() {
+        let batch = v1::ReportBatch {
+            collected_at_unix_ms: 1_799_999_999_000,
+            samples: vec![sample("a", None, 0, 1.5)],
+            ..Default::default()
+        };
+        let record = encode(&state(), &batch);
+        assert_eq!(decode_state(&record).unwrap(), Some(state()));
+        assert_eq!(
+            decode(&record).unwrap()[0].1,
+            vec![(1_799_999_999_000, 1.5)]
+        );
+        // A group of reports without samples still stores its state.
+        let empty = encode_many(&state(), std::iter::empty());
+        assert_eq!(decode_state(&empty).unwrap(), Some(state()));
+        assert!(decode(&empty).unwrap().is_empty());
+        for n in 0..record.len() {
+            let _ = decode_state(&record[..n]);
+        }
+    }
+
+    #[test]
+    fn records_written_before_states_moved_into_them_still_decode() {
+        let batch = v1::ReportBatch {
+            collected_at_unix_ms: 1_799_999_999_000,
+            samples: vec![sample("a", None, 0, 1.5)],
+            ..Default::default()
+        };
+        let record = encode(&state(), &batch);
+        let mut body = record.as_slice();
+        take_state(&mut body).unwrap();
+        assert_ne!(body[0], WITH_STATE);
+        assert_eq!(decode_state(body).unwrap(), None);
+        assert_eq!(decode(body).unwrap(), decode(&record).unwrap());
     }
 }

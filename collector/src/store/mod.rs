@@ -132,8 +132,9 @@ pub struct TokenRecord {
     pub used_at_ms: i64,
 }
 
-/// Per-device state that changes with every report; written in the same
-/// atomic batch as the report's samples so it can never disagree with them.
+/// Per-device state that changes with every report; carried by the report's
+/// log record (`log.rs`), in the same sled value as its samples, so it can
+/// never disagree with them. `s/<device>` holds it as of the last fold.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct IngestState {
     pub last_sequence: u64,
@@ -148,6 +149,10 @@ pub struct IngestState {
     /// older one, a cloned identity sending its own reports a newer one.
     #[serde(default)]
     pub last_collected_ms: i64,
+    /// Bumped by every enrollment, which restarts the sequence: a state
+    /// carried by a log record of an earlier generation is stale.
+    #[serde(default)]
+    pub generation: u32,
 }
 
 /// The result of ingesting one batch.
@@ -356,20 +361,58 @@ impl Store {
         Ok(self.cached_state(&mut hot, device_id)?.clone())
     }
 
+    /// The fields of `ingest_state` a device's status needs, without cloning
+    /// the rest (the metrics endpoint asks this of every device).
+    pub fn ingest_state_brief(&self, device_id: &str) -> Result<devices::StateBrief> {
+        let mut hot = self.lock_ingest(device_id);
+        let state = self.cached_state(&mut hot, device_id)?;
+        Ok(devices::StateBrief {
+            last_seen_ms: state.last_seen_ms,
+            last_event: state.last_event,
+            last_event_ms: state.last_event_ms,
+        })
+    }
+
     /// The stored ingest state, read from sled only on the first use.
     fn cached_state<'a>(
         &self,
         hot: &'a mut hot::HotStates,
         device_id: &str,
     ) -> Result<&'a mut IngestState> {
-        hot.get_or_load(device_id, || {
-            Ok(self
-                .telemetry
-                .get(series::state_key(device_id))?
-                .map(|v| decode_json(device_id, &v))
-                .transpose()?
-                .unwrap_or_default())
-        })
+        hot.get_or_load(device_id, || self.stored_state(device_id))
+    }
+
+    /// The newest durable state: the one carried by the device's newest log
+    /// record of the current generation when that is ahead of `s/<device>`
+    /// (written at the last fold or enrollment). Records are keyed by
+    /// sequence, so the newest is the last; the caller holds the ingest lock.
+    fn stored_state(&self, device_id: &str) -> Result<IngestState> {
+        let mut state: IngestState = self
+            .telemetry
+            .get(series::state_key(device_id))?
+            .map(|v| decode_json(device_id, &v))
+            .transpose()?
+            .unwrap_or_default();
+        // Newest first; records of an earlier generation (an instance that
+        // reported while being enrolled again) are skipped.
+        for item in self
+            .telemetry
+            .scan_prefix(series::log_prefix(device_id))
+            .rev()
+        {
+            let (key, value) = item?;
+            let Some(carried) = log::decode_state(&value).map_err(|e| compact::corrupt(&key, e))?
+            else {
+                break; // Written with `s/` in one batch: `s/` is as new.
+            };
+            if carried.generation == state.generation {
+                if carried.last_sequence > state.last_sequence {
+                    state = carried;
+                }
+                break;
+            }
+        }
+        Ok(state)
     }
 
     fn lock_ingest(&self, device_id: &str) -> std::sync::MutexGuard<'_, hot::HotStates> {
@@ -422,14 +465,6 @@ impl Store {
         // Changed on a copy: the cache takes it only once the batch is applied.
         let mut state = cached.clone();
         let mut writes = sled::Batch::default();
-        // One compact log record per report, folded into chunks later
-        // (`compact.rs`): one sled key instead of one per sample.
-        if !batch.samples.is_empty() {
-            writes.insert(
-                series::log_key(device_id, batch.sequence),
-                log::encode(batch),
-            );
-        }
         let need_full_software = software::stage(
             &self.telemetry,
             &mut writes,
@@ -447,6 +482,15 @@ impl Store {
             }
         }
         state.advance(batch, now_ms);
+        // One compact log record per report, folded into chunks later
+        // (`compact.rs`): one sled key instead of one per sample. This path
+        // writes several keys anyway, so `s/` is brought up to date too.
+        if !batch.samples.is_empty() {
+            writes.insert(
+                series::log_key(device_id, batch.sequence),
+                log::encode(&state, batch),
+            );
+        }
         writes.insert(series::state_key(device_id), encode_json(&state));
         let children = self.stage_children(device_id, batch, now_ms, &mut writes)?;
         self.telemetry.apply_batch(writes)?;

@@ -1,11 +1,14 @@
-//! Key layout of the `telemetry` tree. Everything one report writes (its log
-//! record, inventory and the device's ingest state) lands in one atomic sled
-//! batch; the compactor later folds log records into chunks, again in one
-//! atomic batch per device (`compact.rs`).
+//! Key layout of the `telemetry` tree. A report of samples writes one log
+//! record carrying the device's new ingest state; one with an inventory also
+//! writes it and `s/`, in one atomic sled batch. The compactor later folds
+//! log records into chunks, again in one atomic batch per device
+//! (`compact.rs`), which also brings `s/` up to date.
 //!
-//! - `s/<device>`                    → the device's ingest state (JSON)
+//! - `s/<device>`                    → the device's ingest state as of the last
+//!   fold, enrollment or inventory (JSON); newer in the newest log record
 //! - `i/<device>`                    → its current inventory (protobuf)
-//! - `l/<device>/<seq>`              → one report's samples, not yet folded (`log.rs`)
+//! - `l/<device>/<seq>`              → one report's (or stream group's) samples,
+//!   not yet folded, and the ingest state after them (`log.rs`)
 //! - `c/<device>/<series>\0<window>` → a raw chunk: one series' samples of one
 //!   window (`WINDOW_MS`), Gorilla-encoded (`gorilla.rs`)
 //! - `r/<device>/<series>\0<window>` → the same window's 5-minute rollups

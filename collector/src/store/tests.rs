@@ -232,3 +232,74 @@ async fn enrolling_again_restarts_the_sequence_and_denylists_the_old_certificate
     assert!(fresh.stored, "the new agent's first batch is stored");
     assert!(!fresh.clone_suspected);
 }
+
+#[tokio::test]
+async fn enrolling_again_after_unfolded_reports_keeps_them_and_the_new_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = Store::open(&path, 1 << 20).unwrap();
+    let reg = Registration {
+        machine_id: "m".into(),
+        ..Default::default()
+    };
+    store
+        .register(reg, "d-1".into(), "t1".into(), token(10))
+        .await
+        .unwrap();
+    store
+        .complete_enrollment("t1", 11, |_| {})
+        .unwrap()
+        .unwrap();
+    // The old instance's reports live only in log records (not folded).
+    let old = (1..=5)
+        .map(|s| batch(s, 500 + s as i64, s as f64))
+        .collect();
+    store.ingest_group("d-1", old, 506).unwrap();
+    store
+        .reissue_token("d-1", "t2", token(20))
+        .unwrap()
+        .unwrap();
+    store
+        .complete_enrollment("t2", 21, |_| {})
+        .unwrap()
+        .unwrap();
+    let new = store
+        .ingest_group("d-1", vec![batch(1, 600, 9.0)], 600)
+        .unwrap();
+    assert!(new[0].stored);
+    // A report of the old instance that raced the enrollment (stored after
+    // the fold, before the transaction): its record has the old generation.
+    let stale = IngestState {
+        last_sequence: 6,
+        generation: store.ingest_state("d-1").unwrap().generation - 1,
+        ..Default::default()
+    };
+    store
+        .telemetry
+        .insert(
+            series::log_key("d-1", 6),
+            log::encode(&stale, &batch(6, 506, 6.0)),
+        )
+        .unwrap();
+    store.close().await.unwrap();
+
+    // Reopened, the device continues from the new instance's sequence, not
+    // from the old instance's newest record, and no sample was lost.
+    let store = Store::open(&path, 1 << 20).unwrap();
+    assert_eq!(store.ingest_state("d-1").unwrap().last_sequence, 1);
+    assert!(
+        store
+            .ingest_group("d-1", vec![batch(2, 601, 9.5)], 601)
+            .unwrap()[0]
+            .stored
+    );
+    let points: Vec<(i64, f64)> = store
+        .raw_samples("d-1", "system.cpu.utilization", &[], 0, 1_000)
+        .unwrap()
+        .into_iter()
+        .flat_map(|(_, _, p)| p)
+        .collect();
+    let mut want: Vec<(i64, f64)> = (1..=6).map(|s| (500 + s, s as f64)).collect();
+    want.extend([(600, 9.0), (601, 9.5)]);
+    assert_eq!(points, want);
+}
