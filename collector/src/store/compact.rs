@@ -136,9 +136,9 @@ impl Store {
         let mut folded = Vec::new();
         // (series id, window) → samples; later records win on equal timestamps.
         let mut pending: BTreeMap<(Vec<u8>, i64), BTreeMap<i64, f64>> = BTreeMap::new();
-        for item in self.telemetry.scan_prefix(series::log_prefix(device_id)) {
-            let (key, value) = item?;
-            for (id, samples) in log::decode(&value).map_err(|e| corrupt(&key, e))? {
+        let (records, names) = self.logged_records(device_id)?;
+        for (key, value) in records {
+            for (id, samples) in log::decode(&value, &names).map_err(|e| corrupt(&key, e))? {
                 for (ts, v) in samples {
                     pending
                         .entry((id.clone(), series::window_of(ts)))

@@ -46,6 +46,8 @@ pub enum CodecError {
     Truncated,
     #[error("unknown chunk version {0}")]
     Version(u8),
+    #[error("log record names series {0}, which the device's series table lacks")]
+    UnknownSeries(u64),
 }
 
 /// Encodes `timestamps` and the value `columns` (each as long as `timestamps`).

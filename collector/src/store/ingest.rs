@@ -61,7 +61,7 @@ impl Store {
                 .collect();
         }
         let mut hot = self.lock_ingest(device_id);
-        let cached = self.cached_state(&mut hot, device_id)?;
+        let (cached, table) = self.cached_hot(&mut hot, device_id)?;
         let mut state = cached.clone();
         let mut results = Vec::with_capacity(batches.len());
         let mut fresh = Vec::with_capacity(batches.len());
@@ -91,11 +91,24 @@ impl Store {
             return Ok(results);
         }
         // One key, atomic by itself: the group's samples and the state after
-        // them. No multi-key batch, so no wait for sled's exclusive lock.
-        self.telemetry.insert(
-            series::log_key(device_id, state.last_sequence),
-            log::encode_many(&state, fresh.iter().map(|&i| &batches[i])),
-        )?;
+        // them. No multi-key batch, so no wait for sled's exclusive lock,
+        // except when the group brings series new to the device: the
+        // series table must be durable with the first record naming them.
+        let key = series::log_key(device_id, state.last_sequence);
+        let record = log::encode_many(&state, fresh.iter().map(|&i| &batches[i]), table);
+        let written = if table.changed() {
+            let mut writes = sled::Batch::default();
+            writes.insert(series::table_key(device_id), table.encode());
+            writes.insert(key, record);
+            self.telemetry.apply_batch(writes)
+        } else {
+            self.telemetry.insert(key, record).map(drop)
+        };
+        if let Err(e) = written {
+            hot.forget_table(device_id);
+            return Err(e.into());
+        }
+        table.saved();
         *cached = state;
         drop(hot);
         if self.events.wanted() {
@@ -276,5 +289,51 @@ mod tests {
 
         let store = Store::open(dir.path(), 16 << 20).unwrap();
         assert_eq!(store.ingest_state("d-1").unwrap(), state);
+    }
+
+    #[tokio::test]
+    async fn series_tables_grow_with_new_series_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = 1_800_000_000_000;
+        let store = Store::open(dir.path(), 16 << 20).unwrap();
+        store
+            .ingest_group("d-1", vec![batch(1, t, 1.0)], t)
+            .unwrap();
+        let table = |store: &Store| store.telemetry.get(series::table_key("d-1")).unwrap();
+        let first = table(&store).expect("the first record wrote the table");
+        // The same series again: the table is not written again.
+        store
+            .ingest_group("d-1", vec![batch(2, t + 1, 2.0)], t)
+            .unwrap();
+        assert_eq!(table(&store), Some(first.clone()));
+        store.close().await.unwrap();
+
+        // After a restart the table is read back; a new series extends it
+        // and both records (one per table version) decode.
+        let store = Store::open(dir.path(), 16 << 20).unwrap();
+        let mut disk = batch(3, t + 2, 0.25);
+        disk.samples[0].metric = "system.filesystem.utilization".into();
+        disk.samples[0].attributes = vec![v1::Attribute {
+            key: "mountpoint".into(),
+            value: "/".into(),
+        }];
+        store.ingest_group("d-1", vec![disk], t).unwrap();
+        let grown = table(&store).unwrap();
+        assert!(grown.starts_with(&first) && grown.len() > first.len());
+        let read = |store: &Store, metric: &str| -> Vec<(i64, f64)> {
+            store
+                .raw_samples("d-1", metric, &[], t - 10, t + 10)
+                .unwrap()
+                .into_iter()
+                .flat_map(|(_, _, p)| p)
+                .collect()
+        };
+        let cpu = vec![(t, 1.0), (t + 1, 2.0)];
+        let fs = vec![(t + 2, 0.25)];
+        assert_eq!(read(&store, "system.cpu.utilization"), cpu);
+        assert_eq!(read(&store, "system.filesystem.utilization"), fs);
+        store.compact().unwrap();
+        assert_eq!(read(&store, "system.cpu.utilization"), cpu);
+        assert_eq!(read(&store, "system.filesystem.utilization"), fs);
     }
 }

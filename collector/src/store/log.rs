@@ -12,15 +12,18 @@
 //!
 //! Layout: `0x00` (`WITH_STATE`), `len varint` and the state
 //! (`encode_state`), then the body: `batch_ts zigzag-varint`, then groups of
-//! consecutive samples of
-//! one series: `len varint`, series id (`series::series_id`), `count
-//! varint`, and per sample `ts - batch_ts` (zigzag varint) and the value
-//! (8 bytes, little-endian). Agents send a series' samples together, so a
-//! group is usually one series per report.
+//! consecutive samples of one series: the series, `count varint`, and per
+//! sample `ts - batch_ts` (zigzag varint) and the value (8 bytes,
+//! little-endian). Agents send a series' samples together, so a group is
+//! usually one series per report. The series is `0` and its index in the
+//! device's series table (`series_table.rs`), or, when the table is full
+//! (and in records written before tables), `len varint` and the series id
+//! (`series::series_id`), which is never empty.
 
 use super::IngestState;
 use super::gorilla::{CodecError, get_varint, put_varint};
 use super::series;
+use super::series_table::{SeriesNames, SeriesTable};
 use vakt_proto::v1;
 
 /// One series' samples from a log record, in the order they were sent.
@@ -32,8 +35,8 @@ pub type Group = (Vec<u8>, Vec<(i64, f64)>);
 /// refuses (older than 400 days).
 const WITH_STATE: u8 = 0;
 
-pub fn encode(state: &IngestState, batch: &v1::ReportBatch) -> Vec<u8> {
-    encode_many(state, std::slice::from_ref(batch))
+pub fn encode(state: &IngestState, batch: &v1::ReportBatch, table: &mut SeriesTable) -> Vec<u8> {
+    encode_many(state, std::slice::from_ref(batch), table)
 }
 
 /// One record holding the samples of several reports of one device (a
@@ -41,9 +44,12 @@ pub fn encode(state: &IngestState, batch: &v1::ReportBatch) -> Vec<u8> {
 /// device's state after them: their groups one after the other, timestamps
 /// relative to the first batch's, so `decode` reads it like a single
 /// report's record. Batches without samples add nothing but the state.
+/// Series new to `table` are added to it: the caller must then store the
+/// table with the record (`SeriesTable::changed`).
 pub fn encode_many<'a>(
     state: &IngestState,
     batches: impl IntoIterator<Item = &'a v1::ReportBatch> + Clone,
+    table: &mut SeriesTable,
 ) -> Vec<u8> {
     let batch_ts = batches
         .clone()
@@ -51,7 +57,7 @@ pub fn encode_many<'a>(
         .next()
         .map_or(state.last_collected_ms, |b| b.collected_at_unix_ms);
     let total: usize = batches.clone().into_iter().map(|b| b.samples.len()).sum();
-    let mut out = Vec::with_capacity(64 + state.hostname.len() + total * 64);
+    let mut out = Vec::with_capacity(64 + state.hostname.len() + total * 16);
     out.push(WITH_STATE);
     let mut encoded_state = Vec::with_capacity(48 + state.hostname.len());
     encode_state(&mut encoded_state, state);
@@ -59,12 +65,17 @@ pub fn encode_many<'a>(
     out.extend_from_slice(&encoded_state);
     put_varint(&mut out, zigzag(batch_ts));
     for batch in batches {
-        encode_samples(&mut out, batch_ts, batch);
+        encode_samples(&mut out, batch_ts, batch, table);
     }
     out
 }
 
-fn encode_samples(out: &mut Vec<u8>, base_ts: i64, batch: &v1::ReportBatch) {
+fn encode_samples(
+    out: &mut Vec<u8>,
+    base_ts: i64,
+    batch: &v1::ReportBatch,
+    table: &mut SeriesTable,
+) {
     let mut i = 0;
     while i < batch.samples.len() {
         let first = &batch.samples[i];
@@ -72,7 +83,7 @@ fn encode_samples(out: &mut Vec<u8>, base_ts: i64, batch: &v1::ReportBatch) {
             .iter()
             .take_while(|s| s.metric == first.metric && s.attributes == first.attributes)
             .count();
-        put_series_id(out, first);
+        put_series(out, first, table);
         put_varint(out, same as u64);
         for sample in &batch.samples[i..i + same] {
             let ts = if sample.timestamp_unix_ms == 0 {
@@ -87,28 +98,29 @@ fn encode_samples(out: &mut Vec<u8>, base_ts: i64, batch: &v1::ReportBatch) {
     }
 }
 
-/// `len varint` and `series::series_id` of a sample's series, written in
-/// place (no intermediate allocation when its attributes are already in key
-/// order, as agents send them).
-fn put_series_id(out: &mut Vec<u8>, sample: &v1::Sample) {
+/// A sample's series: `0` and its index in `table`, or (table full) `len
+/// varint` and its id. The id is built in place, without an allocation when
+/// the attributes are already in key order, as agents send them.
+fn put_series(out: &mut Vec<u8>, sample: &v1::Sample, table: &mut SeriesTable) {
     let attrs = &sample.attributes;
-    if !attrs.windows(2).all(|w| w[0].key <= w[1].key) {
-        let id = series::series_id(&sample.metric, attrs);
-        put_varint(out, id.len() as u64);
-        out.extend_from_slice(&id);
-        return;
-    }
-    let len = sample.metric.len()
-        + 2
-        + attrs
-            .iter()
-            .map(|a| a.key.len() + a.value.len() + 1)
-            .sum::<usize>()
-        + attrs.len().saturating_sub(1);
-    put_varint(out, len as u64);
     let start = out.len();
-    series::write_series_id(out, &sample.metric, attrs.iter());
-    debug_assert_eq!(out.len() - start, len);
+    if attrs.windows(2).all(|w| w[0].key <= w[1].key) {
+        series::write_series_id(out, &sample.metric, attrs.iter());
+    } else {
+        out.extend_from_slice(&series::series_id(&sample.metric, attrs));
+    }
+    match table.index_of(&out[start..]) {
+        Some(index) => {
+            out.truncate(start);
+            out.push(0);
+            put_varint(out, u64::from(index));
+        }
+        None => {
+            let id = out.split_off(start);
+            put_varint(out, id.len() as u64);
+            out.extend_from_slice(&id);
+        }
+    }
 }
 
 /// The ingest state a record carries; `None` for a record written before
@@ -174,15 +186,24 @@ fn decode_state_fields(input: &mut &[u8]) -> Result<IngestState, CodecError> {
     })
 }
 
-/// A record's samples, grouped by series (its state, if any, is skipped).
-pub fn decode(mut bytes: &[u8]) -> Result<Vec<Group>, CodecError> {
+/// A record's samples, grouped by series (its state, if any, is skipped);
+/// `names` is the device's series table, read after the record.
+pub fn decode(mut bytes: &[u8], names: &SeriesNames) -> Result<Vec<Group>, CodecError> {
     let input = &mut bytes;
     take_state(input)?;
     let batch_ts = unzigzag(get_varint(input)?);
     let mut groups = Vec::new();
     while !input.is_empty() {
         let len = usize::try_from(get_varint(input)?).map_err(|_| CodecError::Truncated)?;
-        let id = take(input, len)?.to_vec();
+        let id = if len == 0 {
+            let index = get_varint(input)?;
+            names
+                .get(index)
+                .ok_or(CodecError::UnknownSeries(index))?
+                .to_vec()
+        } else {
+            take(input, len)?.to_vec()
+        };
         let count = get_varint(input)?;
         // Each sample takes at least 9 bytes: refuse counts the input cannot hold.
         if count > (input.len() / 9) as u64 {
@@ -222,6 +243,14 @@ fn unzigzag(v: u64) -> i64 {
 mod tests {
     use super::*;
 
+    /// A record encoded with a fresh series table, and that table as a
+    /// reader loads it.
+    fn encoded(state: &IngestState, batches: &[&v1::ReportBatch]) -> (Vec<u8>, SeriesNames) {
+        let mut table = SeriesTable::default();
+        let record = encode_many(state, batches.iter().copied(), &mut table);
+        (record, SeriesNames::decode(&table.encode()).unwrap())
+    }
+
     fn sample(metric: &str, attr: Option<(&str, &str)>, ts: i64, value: f64) -> v1::Sample {
         v1::Sample {
             metric: metric.into(),
@@ -250,7 +279,8 @@ mod tests {
             ],
             ..Default::default()
         };
-        let groups = decode(&encode(&IngestState::default(), &batch)).unwrap();
+        let (record, names) = encoded(&IngestState::default(), &[&batch]);
+        let groups = decode(&record, &names).unwrap();
         let a = series::series_id("a", &[]);
         assert_eq!(groups.len(), 3);
         assert_eq!(groups[0].0, a);
@@ -291,7 +321,8 @@ mod tests {
             }],
             ..Default::default()
         };
-        let groups = decode(&encode_many(&IngestState::default(), [&a, &b, &unsorted])).unwrap();
+        let (record, names) = encoded(&IngestState::default(), &[&a, &b, &unsorted]);
+        let groups = decode(&record, &names).unwrap();
         let m = series::series_id("m", &a.samples[0].attributes);
         assert_eq!(groups[0], (m.clone(), vec![(1_000_000, 1.0)]));
         assert_eq!(groups[1].1, vec![(999_000, 2.0)]);
@@ -299,7 +330,10 @@ mod tests {
         let sorted = series::series_id("m", &unsorted.samples[0].attributes);
         assert_eq!(groups[3], (sorted, vec![(1_060_000, 4.0)]));
         assert_eq!(
-            decode(&encode(&IngestState::default(), &a)).unwrap(),
+            {
+                let (record, names) = encoded(&IngestState::default(), &[&a]);
+                decode(&record, &names).unwrap()
+            },
             groups[..2].to_vec()
         );
     }
@@ -311,11 +345,11 @@ mod tests {
             samples: vec![sample("a", None, 0, 1.0)],
             ..Default::default()
         };
-        let bytes = encode(&IngestState::default(), &batch);
+        let (bytes, names) = encoded(&IngestState::default(), &[&batch]);
         for n in 0..bytes.len() {
-            let _ = decode(&bytes[..n]);
+            let _ = decode(&bytes[..n], &names);
         }
-        assert!(decode(&bytes[..bytes.len() - 1]).is_err());
+        assert!(decode(&bytes[..bytes.len() - 1], &names).is_err());
     }
 
     fn state() -> IngestState {
@@ -339,16 +373,16 @@ mod tests {
             samples: vec![sample("a", None, 0, 1.5)],
             ..Default::default()
         };
-        let record = encode(&state(), &batch);
+        let (record, names) = encoded(&state(), &[&batch]);
         assert_eq!(decode_state(&record).unwrap(), Some(state()));
         assert_eq!(
-            decode(&record).unwrap()[0].1,
+            decode(&record, &names).unwrap()[0].1,
             vec![(1_799_999_999_000, 1.5)]
         );
         // A group of reports without samples still stores its state.
-        let empty = encode_many(&state(), std::iter::empty());
+        let (empty, names) = encoded(&state(), &[]);
         assert_eq!(decode_state(&empty).unwrap(), Some(state()));
-        assert!(decode(&empty).unwrap().is_empty());
+        assert!(decode(&empty, &names).unwrap().is_empty());
         for n in 0..record.len() {
             let _ = decode_state(&record[..n]);
         }
@@ -361,11 +395,62 @@ mod tests {
             samples: vec![sample("a", None, 0, 1.5)],
             ..Default::default()
         };
-        let record = encode(&state(), &batch);
+        let (record, names) = encoded(&state(), &[&batch]);
         let mut body = record.as_slice();
         take_state(&mut body).unwrap();
         assert_ne!(body[0], WITH_STATE);
         assert_eq!(decode_state(body).unwrap(), None);
-        assert_eq!(decode(body).unwrap(), decode(&record).unwrap());
+        assert_eq!(
+            decode(body, &names).unwrap(),
+            decode(&record, &names).unwrap()
+        );
+    }
+
+    #[test]
+    fn series_are_named_by_index_and_inline_once_the_table_is_full() {
+        let batch = v1::ReportBatch {
+            collected_at_unix_ms: 1_000_000,
+            samples: vec![
+                sample("system.cpu.utilization", None, 0, 0.5),
+                sample(
+                    "system.filesystem.utilization",
+                    Some(("mountpoint", "/")),
+                    0,
+                    0.7,
+                ),
+            ],
+            ..Default::default()
+        };
+        let mut table = SeriesTable::default();
+        let by_index = encode(&IngestState::default(), &batch, &mut table);
+        let names = SeriesNames::decode(&table.encode()).unwrap();
+        // A full table: the same samples, their ids written out.
+        let mut full = SeriesTable::full();
+        let inline = encode(&IngestState::default(), &batch, &mut full);
+        assert!(by_index.len() + 40 < inline.len());
+        let full_names = SeriesNames::decode(&full.encode()).unwrap();
+        assert_eq!(
+            decode(&by_index, &names).unwrap(),
+            decode(&inline, &full_names).unwrap()
+        );
+        // Inline ids need no table at all.
+        assert_eq!(
+            decode(&inline, &SeriesNames::default()).unwrap(),
+            decode(&by_index, &names).unwrap()
+        );
+    }
+
+    #[test]
+    fn an_index_the_table_lacks_is_an_error() {
+        let batch = v1::ReportBatch {
+            collected_at_unix_ms: 5,
+            samples: vec![sample("a", None, 0, 1.0)],
+            ..Default::default()
+        };
+        let (record, _) = encoded(&IngestState::default(), &[&batch]);
+        assert!(matches!(
+            decode(&record, &SeriesNames::default()),
+            Err(CodecError::UnknownSeries(0))
+        ));
     }
 }

@@ -25,6 +25,7 @@ pub mod outbox;
 pub mod read;
 pub mod retention;
 pub mod series;
+mod series_table;
 pub mod sled_config;
 mod software;
 pub use software::{PackageInstall, SoftwareState};
@@ -379,7 +380,23 @@ impl Store {
         hot: &'a mut hot::HotStates,
         device_id: &str,
     ) -> Result<&'a mut IngestState> {
-        hot.get_or_load(device_id, || self.stored_state(device_id))
+        Ok(&mut hot
+            .get_or_load(device_id, || self.stored_state(device_id))?
+            .state)
+    }
+
+    /// The cached state and series table, each read from sled only on first use.
+    fn cached_hot<'a>(
+        &self,
+        hot: &'a mut hot::HotStates,
+        device_id: &str,
+    ) -> Result<(&'a mut IngestState, &'a mut series_table::SeriesTable)> {
+        let entry = hot.get_or_load(device_id, || self.stored_state(device_id))?;
+        let table = match &mut entry.table {
+            Some(table) => table,
+            none => none.insert(self.stored_series_table(device_id)?),
+        };
+        Ok((&mut entry.state, table))
     }
 
     /// The newest durable state: the one carried by the device's newest log
@@ -448,7 +465,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Ingested> {
         let mut hot = self.lock_ingest(device_id);
-        let cached = self.cached_state(&mut hot, device_id)?;
+        let (cached, table) = self.cached_hot(&mut hot, device_id)?;
         if batch.sequence <= cached.last_sequence {
             return Ok(Ingested {
                 acked_sequence: cached.last_sequence,
@@ -488,12 +505,25 @@ impl Store {
         if !batch.samples.is_empty() {
             writes.insert(
                 series::log_key(device_id, batch.sequence),
-                log::encode(&state, batch),
+                log::encode(&state, batch, table),
             );
+            if table.changed() {
+                writes.insert(series::table_key(device_id), table.encode());
+            }
         }
         writes.insert(series::state_key(device_id), encode_json(&state));
-        let children = self.stage_children(device_id, batch, now_ms, &mut writes)?;
-        self.telemetry.apply_batch(writes)?;
+        let children = match self.stage_children(device_id, batch, now_ms, &mut writes) {
+            Ok(children) => children,
+            Err(e) => {
+                hot.forget_table(device_id);
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.telemetry.apply_batch(writes) {
+            hot.forget_table(device_id);
+            return Err(e.into());
+        }
+        table.saved();
         cached.clone_from(&state);
         drop(hot);
         children.audit(self, now_ms)?;

@@ -274,10 +274,10 @@ impl Store {
     ) -> Result<()> {
         let mut wanted = metric.as_bytes().to_vec();
         wanted.push(0x1e);
-        for item in self.telemetry.scan_prefix(series::log_prefix(device_id)) {
-            let (key, value) = item?;
+        let (records, names) = self.logged_records(device_id)?;
+        for (key, value) in records {
             for (id, samples) in
-                log::decode(&value).map_err(|e| super::compact::corrupt(&key, e))?
+                log::decode(&value, &names).map_err(|e| super::compact::corrupt(&key, e))?
             {
                 if !id.starts_with(&wanted) {
                     continue;

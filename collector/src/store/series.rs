@@ -9,6 +9,8 @@
 //! - `i/<device>`                    → its current inventory (protobuf)
 //! - `l/<device>/<seq>`              → one report's (or stream group's) samples,
 //!   not yet folded, and the ingest state after them (`log.rs`)
+//! - `n/<device>`                    → the device's series table: the series
+//!   ids its log records name by index (`series_table.rs`); only grows
 //! - `c/<device>/<series>\0<window>` → a raw chunk: one series' samples of one
 //!   window (`WINDOW_MS`), Gorilla-encoded (`gorilla.rs`)
 //! - `r/<device>/<series>\0<window>` → the same window's 5-minute rollups
@@ -40,6 +42,10 @@ pub const BUCKET_MS: i64 = 5 * 60_000;
 
 pub fn state_key(device_id: &str) -> Vec<u8> {
     [b"s/", device_id.as_bytes()].concat()
+}
+
+pub fn table_key(device_id: &str) -> Vec<u8> {
+    [b"n/", device_id.as_bytes()].concat()
 }
 
 pub fn inventory_key(device_id: &str) -> Vec<u8> {

@@ -278,7 +278,11 @@ async fn enrolling_again_after_unfolded_reports_keeps_them_and_the_new_sequence(
         .telemetry
         .insert(
             series::log_key("d-1", 6),
-            log::encode(&stale, &batch(6, 506, 6.0)),
+            log::encode(
+                &stale,
+                &batch(6, 506, 6.0),
+                &mut series_table::SeriesTable::full(),
+            ),
         )
         .unwrap();
     store.close().await.unwrap();
