@@ -17,6 +17,7 @@ mod events;
 pub mod fleet_queries;
 mod flush;
 mod fold_slices;
+mod format;
 mod gorilla;
 mod hot;
 mod ingest;
@@ -56,6 +57,10 @@ pub enum StoreError {
     TooManyPoints(usize),
     #[error("the final flush did not finish: {0}")]
     Closing(String),
+    #[error(
+        "this database was written by a newer collector (storage format {found}; this one reads up to {supported}): run that collector, or restore a backup taken before the upgrade"
+    )]
+    NewerFormat { found: u64, supported: u64 },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -258,6 +263,7 @@ impl Store {
         let db =
             sled_config::config(path, options.cache_bytes, options.compress_new_database).open()?;
         let telemetry = db.open_tree("telemetry")?;
+        format::claim(&telemetry)?;
         let horizon = |kind| -> Result<AtomicI64> {
             let stored = telemetry.get(series::horizon_key(kind))?;
             Ok(AtomicI64::new(

@@ -20,6 +20,7 @@
 //! - `meta/horizon/wc/`, `meta/horizon/wr/` → how far retention has deleted
 //!   raw chunks and rollups (big-endian ms): a query reads raw samples only
 //!   for ranges after the raw horizon
+//! - `meta/format`                   → the storage format (`format.rs`)
 //!
 //! `<series>` is the metric name, then each attribute sorted by key as
 //! `\x1e key \x1f value`. Validation refuses control characters in names and
