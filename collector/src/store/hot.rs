@@ -16,8 +16,9 @@ use super::{IngestState, Result};
 use std::collections::HashMap;
 
 /// Devices cached per stripe (64 stripes: ~260k devices). A state takes
-/// ~0.2 KiB, a table ~2.5 KiB for 30 series: ~0.7 GiB at most, ~50 MiB for
-/// the 19,000 devices one collector holds on our test machine.
+/// ~0.2 KiB, a table ~2.5 KiB for 30 series: ~0.7 GiB at most; the 19,000
+/// devices one collector holds on our test machine peaked ~75 MiB higher
+/// with tables than without (docs/BENCHMARKS.md, "Fleet scale").
 const MAX_PER_STRIPE: usize = 4096;
 
 #[derive(Default)]

@@ -505,9 +505,12 @@ impl Store {
             }
         }
         state.advance(batch, now_ms);
+        let children = self.stage_children(device_id, batch, now_ms, &mut writes)?;
         // One compact log record per report, folded into chunks later
         // (`compact.rs`): one sled key instead of one per sample. This path
         // writes several keys anyway, so `s/` is brought up to date too.
+        // Encoded last: from here the cached table may hold new series, and
+        // only the batch below can fail before they are stored.
         if !batch.samples.is_empty() {
             writes.insert(
                 series::log_key(device_id, batch.sequence),
@@ -518,13 +521,6 @@ impl Store {
             }
         }
         writes.insert(series::state_key(device_id), encode_json(&state));
-        let children = match self.stage_children(device_id, batch, now_ms, &mut writes) {
-            Ok(children) => children,
-            Err(e) => {
-                hot.forget_table(device_id);
-                return Err(e);
-            }
-        };
         if let Err(e) = self.telemetry.apply_batch(writes) {
             hot.forget_table(device_id);
             return Err(e.into());

@@ -135,7 +135,8 @@ impl Store {
 
     /// A device's log records (key, value), oldest first, and its series
     /// table to decode them: read AFTER the records, so it holds every index
-    /// they name (`series_table.rs`).
+    /// they name; not read at all when there are none (fleet queries look at
+    /// every device's records, most of which are folded).
     pub(super) fn logged_records(
         &self,
         device_id: &str,
@@ -144,7 +145,12 @@ impl Store {
             .telemetry
             .scan_prefix(series::log_prefix(device_id))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok((records, self.series_names(device_id)?))
+        let names = if records.is_empty() {
+            SeriesNames::default()
+        } else {
+            self.series_names(device_id)?
+        };
+        Ok((records, names))
     }
 }
 
