@@ -1,6 +1,6 @@
 //! The compactor: folds log records into chunks. One device at a time, and
-//! per device in one atomic sled batch that writes the merged chunks, their
-//! rollups and retention index entries *and* removes exactly the log records
+//! per device in one atomic sled batch that writes the merged chunks and
+//! their rollups *and* removes exactly the log records
 //! it folded — so a crash before the batch loses nothing (the records are
 //! still there and fold again) and a crash after it duplicates nothing.
 //! Reports arriving meanwhile add new records, which the batch leaves alone.
@@ -155,14 +155,13 @@ impl Store {
             if window_end <= rollup_cutoff {
                 continue; // Retention has deleted this window's rollups.
             }
-            let key = series::chunk_key(Kind::Raw, device_id, &id, window);
-            let rkey = series::chunk_key(Kind::Rollup, device_id, &id, window);
+            let key = series::chunk_key(Kind::Raw, window, device_id, &id);
+            let rkey = series::chunk_key(Kind::Rollup, window, device_id, &id);
             let existing = self.telemetry.get(&key)?;
             if existing.is_none() && window_end <= raw_cutoff {
                 // Late data for a window whose raw samples retention already
                 // removed: only its rollups are left to merge into.
                 let rollups = self.merge_rollups(&rkey, rollups_of(new))?;
-                batch.insert(series::index_key(Kind::Rollup, window, &rkey), &[][..]);
                 batch.insert(rkey, rollups);
                 continue;
             }
@@ -195,8 +194,8 @@ impl Store {
         Ok((records, chunks))
     }
 
-    /// Writes whole windows exactly as a fold writes them (same encoders,
-    /// keys and index entries) without going through log records: how the
+    /// Writes whole windows exactly as a fold writes them (same encoders
+    /// and keys) without going through log records: how the
     /// storage benchmark loads a month of a large fleet at a rate `ingest`
     /// cannot reach. `series` pairs a series id (`series::series_id`) with
     /// its values at `timestamps`, which must all lie in the window starting
@@ -237,8 +236,7 @@ impl Store {
 }
 
 /// Stages one window's writes: the raw chunk (if `raw`: retention has not
-/// passed it), the rollups recomputed from all of the window's samples, and
-/// their time index entries.
+/// passed it) and the rollups recomputed from all of the window's samples.
 fn stage_window(
     batch: &mut sled::Batch,
     device_id: &str,
@@ -249,15 +247,13 @@ fn stage_window(
     raw: bool,
 ) -> super::Result<()> {
     if raw {
-        let key = series::chunk_key(Kind::Raw, device_id, id, window);
+        let key = series::chunk_key(Kind::Raw, window, device_id, id);
         let bytes = gorilla::encode(ts, &[values]).map_err(|e| corrupt(&key, e))?;
-        batch.insert(series::index_key(Kind::Raw, window, &key), &[][..]);
         batch.insert(key, bytes);
     }
-    let rkey = series::chunk_key(Kind::Rollup, device_id, id, window);
+    let rkey = series::chunk_key(Kind::Rollup, window, device_id, id);
     let rollups = rollups_of(ts.iter().copied().zip(values.iter().copied()));
     let rollups = encode_rollups(&rollups).map_err(|e| corrupt(&rkey, e))?;
-    batch.insert(series::index_key(Kind::Rollup, window, &rkey), &[][..]);
     batch.insert(rkey, rollups);
     Ok(())
 }

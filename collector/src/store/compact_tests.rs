@@ -296,15 +296,15 @@ async fn retention_deletes_what_it_should_and_nothing_else() {
         .filter(|r| r.bucket_start_ms >= rollup_horizon)
         .collect();
     assert_eq!(kept, want);
-    // Every remaining chunk and index entry is after the horizons; nothing
-    // but chunks and their index entries was deleted.
+    // Every remaining chunk and rollup is after the horizons.
     for item in store.telemetry.iter().keys() {
         let key = item.unwrap();
-        let window = |k: &[u8]| series::decode_timestamp(&k[k.len() - 8..]).unwrap();
-        if key.starts_with(b"c/") {
-            assert!(window(&key) + WINDOW_MS > raw_horizon);
-        } else if key.starts_with(b"r/") {
-            assert!(window(&key) + WINDOW_MS > rollup_horizon);
+        if let Some((window, _)) = series::split_chunk_key(Kind::Raw, &key) {
+            assert!(window + WINDOW_MS > raw_horizon);
+        } else if let Some((window, _)) = series::split_chunk_key(Kind::Rollup, &key) {
+            assert!(window + WINDOW_MS > rollup_horizon);
+        } else {
+            assert!(!key.starts_with(b"raw/") && !key.starts_with(b"rollup/"));
         }
     }
     assert_eq!(store.ingest_state("d-1").unwrap().last_sequence, 100_000);
@@ -385,4 +385,59 @@ async fn databases_with_other_sled_settings_still_open_and_read() {
             Some(compression.is_some())
         );
     }
+}
+
+/// A database in format 2 (chunks and rollups keyed device first, with the
+/// `wc/ wr/` time index) opens as format 3 with every sample and rollup
+/// where queries find it, and retention still deletes the old windows.
+#[tokio::test]
+async fn a_format_2_database_is_moved_to_window_first_keys_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let (raw, rollups);
+    {
+        let store = open_at(&path, options(14, 400));
+        for seq in 1..=(3 * 144u64) {
+            let ts = T0 + seq as i64 * 600_000;
+            store.ingest("d-1", &report(seq, ts), 0).unwrap();
+        }
+        store.compact().unwrap();
+        raw = points(&store, "d-1", "fs", 0, i64::MAX);
+        rollups = store.query_rollups("d-1", "fs", &[], 0, i64::MAX).unwrap();
+        assert!(!raw.is_empty() && !rollups.is_empty());
+        // Turn it into what a format-2 collector left behind.
+        for (kind, tag, index) in [(Kind::Raw, "c/", "wc/"), (Kind::Rollup, "r/", "wr/")] {
+            for item in store.telemetry.scan_prefix(kind.tag()) {
+                let (key, value) = item.unwrap();
+                let (window, id) = series::split_chunk_key(kind, &key).unwrap();
+                let mut old = [tag.as_bytes(), b"d-1/", id].concat();
+                old.extend_from_slice(&series::timestamp_bytes(window));
+                let entry = [index.as_bytes(), &series::timestamp_bytes(window), &old].concat();
+                store.telemetry.insert(entry, &[][..]).unwrap();
+                store.telemetry.insert(old, value).unwrap();
+                store.telemetry.remove(key).unwrap();
+            }
+        }
+        store
+            .telemetry
+            .insert(b"meta/format", &2u64.to_be_bytes())
+            .unwrap();
+        assert!(points(&store, "d-1", "fs", 0, i64::MAX).is_empty());
+        store.close().await.unwrap();
+    }
+    let store = open_at(&path, options(1, 2));
+    assert_eq!(points(&store, "d-1", "fs", 0, i64::MAX), raw);
+    assert_eq!(
+        store.query_rollups("d-1", "fs", &[], 0, i64::MAX).unwrap(),
+        rollups
+    );
+    for key in store.telemetry.iter().keys() {
+        let key = key.unwrap();
+        for old in [&b"c/"[..], b"r/", b"wc/", b"wr/"] {
+            assert!(!key.starts_with(old), "{}", String::from_utf8_lossy(&key));
+        }
+    }
+    let stats = store.enforce_retention(T0 + 4 * DAY).unwrap();
+    assert_eq!(stats.raw_chunks_deleted, 3 * 4 * 8); // 3 days of 6 h windows, 8 series
+    assert_eq!(points(&store, "d-1", "fs", 0, T0 + 2 * DAY), vec![]);
 }

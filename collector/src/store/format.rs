@@ -4,15 +4,17 @@
 //! Format 1: log records spell out their series ids (no `meta/format`
 //! key). Format 2: records may name a series by its index in the device's
 //! series table (`series_table.rs`), which a format-1 collector misreads.
+//! Format 3: chunks and rollups keyed window first (`series.rs`), where a
+//! format-2 collector would find none; `migrate.rs` moves older keys.
 //! A collector opens any format up to its own and then records its own; one
 //! that finds a newer format refuses to start. Collectors older than this
-//! check do not read the key: going back across format 2 means restoring a
-//! backup taken before the upgrade.
+//! check do not read the key: going back across format 2 or 3 means
+//! restoring a backup taken before the upgrade.
 
 use super::{Result, StoreError};
 
 /// The format this collector writes.
-pub const CURRENT: u64 = 2;
+pub const CURRENT: u64 = 3;
 
 const KEY: &[u8] = b"meta/format";
 

@@ -22,6 +22,7 @@ mod gorilla;
 mod hot;
 mod ingest;
 mod log;
+mod migrate;
 pub mod outbox;
 pub mod read;
 pub mod retention;
@@ -264,6 +265,7 @@ impl Store {
             sled_config::config(path, options.cache_bytes, options.compress_new_database).open()?;
         let telemetry = db.open_tree("telemetry")?;
         format::claim(&telemetry)?;
+        migrate::to_window_first_keys(&telemetry)?;
         let horizon = |kind| -> Result<AtomicI64> {
             let stored = telemetry.get(series::horizon_key(kind))?;
             Ok(AtomicI64::new(

@@ -212,7 +212,7 @@ impl Store {
     }
 
     /// Calls `f(series id, key, value)` for every chunk of a matching series
-    /// whose window overlaps `[since_ms, until_ms]`.
+    /// whose window overlaps `[since_ms, until_ms]`, window by window.
     #[allow(clippy::too_many_arguments)]
     fn each_chunk(
         &self,
@@ -224,39 +224,49 @@ impl Store {
         until_ms: i64,
         mut f: impl FnMut(&[u8], &[u8], &[u8]) -> Result<()>,
     ) -> Result<()> {
-        let prefix = series::metric_prefix(kind, device_id, metric);
-        // Everything after the device's "c/<device>/" is the series id.
-        let id_start = prefix.len() - metric.len() - 1;
-        let mut cursor = prefix.clone();
-        loop {
-            let Some(first) = self.telemetry.range(cursor.clone()..).keys().next() else {
+        let mut window = series::window_of(since_ms);
+        while window <= until_ms {
+            // Jump to the next window anything is stored for: a range from
+            // the epoch, or across a gap in the data, costs no empty seeks.
+            let Some(next) = self
+                .telemetry
+                .range(series::window_prefix(kind, window)..)
+                .keys()
+                .next()
+            else {
                 break;
             };
-            let key = first?;
-            if !key.starts_with(&prefix) {
+            let next = next?;
+            let Some((stored, _)) = series::split_chunk_key(kind, &next) else {
+                if next.starts_with(kind.tag()) {
+                    return Err(super::compact::corrupt(&next, "malformed chunk key"));
+                }
+                break; // Past the last window.
+            };
+            if stored > until_ms {
                 break;
             }
-            let Some(nul) = key[prefix.len()..].iter().position(|b| *b == 0) else {
-                return Err(super::compact::corrupt(
-                    &key,
-                    "chunk key without series terminator",
-                ));
+            window = stored;
+            let prefix = series::metric_prefix(kind, window, device_id, metric);
+            // Everything after the device's "<tag><window><device>/" is the series id.
+            let id_start = prefix.len() - metric.len() - 1;
+            for item in self.telemetry.scan_prefix(&prefix) {
+                let (key, value) = item?;
+                if key.last() != Some(&0) {
+                    return Err(super::compact::corrupt(
+                        &key,
+                        "chunk key without series terminator",
+                    ));
+                }
+                let attributes = series::decode_attributes(&key[prefix.len()..key.len() - 1]);
+                if filter.iter().all(|a| attributes.contains(a)) {
+                    f(&key[id_start..], &key, &value)?;
+                }
+            }
+            let Some(after) = window.checked_add(series::WINDOW_MS) else {
+                break;
             };
-            let id_end = prefix.len() + nul + 1;
-            let id = key[id_start..id_end].to_vec();
-            // The next series sorts after every key of this one.
-            cursor = key[..id_end - 1].to_vec();
-            cursor.push(1);
-            let attributes = series::decode_attributes(&key[prefix.len()..id_end - 1]);
-            if !filter.iter().all(|a| attributes.contains(a)) {
-                continue;
-            }
-            let from = series::chunk_key(kind, device_id, &id, series::window_of(since_ms));
-            let to = series::chunk_key(kind, device_id, &id, until_ms);
-            for item in self.telemetry.range(from..=to) {
-                let (k, v) = item?;
-                f(&id, &k, &v)?;
-            }
+            window = after;
         }
         Ok(())
     }

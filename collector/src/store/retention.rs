@@ -1,9 +1,10 @@
 //! Retention, and the background task that runs it with the compactor.
 //!
-//! Retention walks the time index (`wc/`, `wr/`, ordered by window start) up
-//! to the cutoff and deletes whole windows: a raw chunk goes once every
-//! sample in it is older than the raw retention, a rollup once older than
-//! the rollup retention. Nothing newer is read or touched.
+//! Chunks and rollups are keyed window first (`series.rs`), so retention
+//! deletes one key range from the oldest window up to the cutoff: a raw
+//! chunk goes once every sample in it is older than the raw retention, a
+//! rollup once older than the rollup retention. Nothing newer is read or
+//! touched.
 
 use super::series::{self, Kind};
 use super::{Result, Store};
@@ -47,7 +48,7 @@ impl Store {
             let (k, v) = item?;
             let both = (k.len() + v.len()) as u64;
             st.all_key_and_value_bytes += both;
-            if k.starts_with(b"c/") {
+            if let Some((_, id)) = series::split_chunk_key(Kind::Raw, &k) {
                 st.raw_chunks += 1;
                 st.raw_bytes += v.len() as u64;
                 st.raw_key_and_value_bytes += both;
@@ -55,8 +56,6 @@ impl Store {
                 let mut header = v.get(1..).unwrap_or_default();
                 let n = super::gorilla::get_varint(&mut header).unwrap_or(0);
                 st.raw_samples += n;
-                let id = k[2..].splitn(2, |b| *b == b'/').nth(1).unwrap_or_default();
-                let id = &id[..id.iter().position(|b| *b == 0).map_or(id.len(), |i| i + 1)];
                 let name = series::split_series_id(id).map_or_else(
                     || "?".to_owned(),
                     |(metric, attrs)| {
@@ -70,7 +69,7 @@ impl Store {
                 let entry = st.raw_by_series.entry(name).or_default();
                 entry.0 += v.len() as u64;
                 entry.1 += n;
-            } else if k.starts_with(b"r/") {
+            } else if k.starts_with(Kind::Rollup.tag()) {
                 st.rollup_chunks += 1;
                 st.rollup_bytes += v.len() as u64;
                 st.rollup_key_and_value_bytes += both;
@@ -120,14 +119,12 @@ impl Store {
 
     /// Deletes every `kind` chunk whose window ends at or before `cutoff_ms`.
     fn expire(&self, kind: Kind, cutoff_ms: i64) -> Result<usize> {
-        let tag = kind.index_tag();
         // Windows starting at or before this one end at or before the cutoff.
         let last_start = cutoff_ms.saturating_sub(series::WINDOW_MS);
         if last_start < 0 {
             return Ok(0);
         }
-        let mut end = tag.to_vec();
-        end.extend_from_slice(&series::timestamp_bytes(last_start.saturating_add(1)));
+        let end = series::window_prefix(kind, last_start.saturating_add(1));
         let mut deleted = 0;
         // Raise the horizon first: queries then read rollups for the range
         // being deleted, and folds stop writing into it.
@@ -142,13 +139,14 @@ impl Store {
         loop {
             let mut batch = sled::Batch::default();
             let mut n = 0;
-            for item in self.telemetry.range(tag.to_vec()..end.clone()).keys() {
-                let index = item?;
-                let chunk = &index[tag.len() + 8..];
-                // A fold never writes a window at or before the cutoff (it
-                // checks the same retention), so this cannot race a rewrite.
-                batch.remove(chunk);
-                batch.remove(index.clone());
+            // A fold never writes a window at or before the cutoff (it
+            // checks the same retention), so this cannot race a rewrite.
+            for key in self
+                .telemetry
+                .range(kind.tag().to_vec()..end.clone())
+                .keys()
+            {
+                batch.remove(key?);
                 n += 1;
                 if n == DELETE_BATCH {
                     break;

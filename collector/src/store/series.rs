@@ -11,12 +11,10 @@
 //!   not yet folded, and the ingest state after them (`log.rs`)
 //! - `n/<device>`                    → the device's series table: the series
 //!   ids its log records name by index (`series_table.rs`); only grows
-//! - `c/<device>/<series>\0<window>` → a raw chunk: one series' samples of one
-//!   window (`WINDOW_MS`), Gorilla-encoded (`gorilla.rs`)
-//! - `r/<device>/<series>\0<window>` → the same window's 5-minute rollups
+//! - `raw/<window><device>/<series>`    → a raw chunk: one series' samples
+//!   of one window (`WINDOW_MS`), Gorilla-encoded (`gorilla.rs`)
+//! - `rollup/<window><device>/<series>` → the same window's 5-minute rollups
 //!   (min, max, sum, count per bucket), Gorilla-encoded
-//! - `wc/<window><chunk key>`, `wr/<window><rollup key>` → empty: the time
-//!   index retention walks, so it never scans chunks it keeps
 //! - `meta/horizon/wc/`, `meta/horizon/wr/` → how far retention has deleted
 //!   raw chunks and rollups (big-endian ms): a query reads raw samples only
 //!   for ranges after the raw horizon
@@ -25,8 +23,16 @@
 //! `<series>` is the metric name, then each attribute sorted by key as
 //! `\x1e key \x1f value`. Validation refuses control characters in names and
 //! values, so the separators are unambiguous and `\0` ends every series id;
-//! `<window>` and `<seq>` are big-endian, so a series' chunks are in time
-//! order and a time range is one sled range scan.
+//! `<window>` and `<seq>` are big-endian.
+//!
+//! Chunks and rollups are keyed **time first** (format 3, `format.rs`): a
+//! sealed window's keys sit together and are never written again, a fold
+//! rewrites only the newest windows' leaves, and retention deletes one
+//! contiguous key range. Keyed device first (formats 1–2: `c/<device>/…`,
+//! `r/<device>/…` plus a `wc/ wr/` time index), every window added a key to
+//! every device's leaves all over the tree, and sled's log-structured file
+//! kept segments with a little live data in each: it grew ~6× faster than
+//! the data (docs/BENCHMARKS.md, "Storage"). `migrate.rs` rewrites old keys.
 
 use vakt_proto::v1;
 
@@ -72,24 +78,26 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn tag(self) -> &'static [u8] {
+    pub fn tag(self) -> &'static [u8] {
         match self {
-            Kind::Raw => b"c/",
-            Kind::Rollup => b"r/",
-        }
-    }
-
-    pub fn index_tag(self) -> &'static [u8] {
-        match self {
-            Kind::Raw => b"wc/",
-            Kind::Rollup => b"wr/",
+            Kind::Raw => b"raw/",
+            Kind::Rollup => b"rollup/",
         }
     }
 }
 
-/// Prefix of every chunk of one metric of one device.
-pub fn metric_prefix(kind: Kind, device_id: &str, metric: &str) -> Vec<u8> {
-    let mut key = [kind.tag(), device_id.as_bytes(), b"/", metric.as_bytes()].concat();
+/// Where every `kind` key of the window starting at `window` begins; the
+/// keys of later windows sort after it.
+pub fn window_prefix(kind: Kind, window: i64) -> Vec<u8> {
+    [kind.tag(), &timestamp_bytes(window)[..]].concat()
+}
+
+/// Prefix of every chunk of one metric of one device in one window.
+pub fn metric_prefix(kind: Kind, window: i64, device_id: &str, metric: &str) -> Vec<u8> {
+    let mut key = window_prefix(kind, window);
+    key.extend_from_slice(device_id.as_bytes());
+    key.push(b'/');
+    key.extend_from_slice(metric.as_bytes());
     key.push(RECORD_SEP);
     key
 }
@@ -132,20 +140,31 @@ pub fn split_series_id(id: &[u8]) -> Option<(String, Vec<v1::Attribute>)> {
 }
 
 /// The key of one series' chunk (or rollup) for the window starting at `window`.
-pub fn chunk_key(kind: Kind, device_id: &str, series_id: &[u8], window: i64) -> Vec<u8> {
-    let mut key = [kind.tag(), device_id.as_bytes(), b"/", series_id].concat();
-    key.extend_from_slice(&timestamp_bytes(window));
+pub fn chunk_key(kind: Kind, window: i64, device_id: &str, series_id: &[u8]) -> Vec<u8> {
+    let mut key = window_prefix(kind, window);
+    key.extend_from_slice(device_id.as_bytes());
+    key.push(b'/');
+    key.extend_from_slice(series_id);
     key
 }
 
-/// The retention index entry of a chunk key.
-pub fn index_key(kind: Kind, window: i64, chunk_key: &[u8]) -> Vec<u8> {
-    [kind.index_tag(), &timestamp_bytes(window)[..], chunk_key].concat()
+/// The window and the series id of a `kind` chunk key (device ids hold no `/`).
+pub fn split_chunk_key(kind: Kind, key: &[u8]) -> Option<(i64, &[u8])> {
+    let rest = key.strip_prefix(kind.tag())?;
+    let window = decode_timestamp(rest.get(..8)?)?;
+    let rest = &rest[8..];
+    let slash = rest.iter().position(|b| *b == b'/')?;
+    let id = &rest[slash + 1..];
+    (id.last() == Some(&0)).then_some((window, id))
 }
 
-/// Where retention records how far it has deleted `kind`.
+/// Where retention records how far it has deleted `kind` (the names date
+/// from the time index of formats 1–2; stored, so kept).
 pub fn horizon_key(kind: Kind) -> Vec<u8> {
-    [b"meta/horizon/", kind.index_tag()].concat()
+    match kind {
+        Kind::Raw => b"meta/horizon/wc/".to_vec(),
+        Kind::Rollup => b"meta/horizon/wr/".to_vec(),
+    }
 }
 
 /// The start of the window holding `timestamp_ms`.
@@ -218,9 +237,24 @@ mod tests {
     #[test]
     fn a_metric_prefix_does_not_match_a_longer_metric_name() {
         let id = series_id("system.cpu.utilization2", &[]);
-        let longer = chunk_key(Kind::Raw, "d-1", &id, 0);
-        let prefix = metric_prefix(Kind::Raw, "d-1", "system.cpu.utilization");
+        let longer = chunk_key(Kind::Raw, 0, "d-1", &id);
+        let prefix = metric_prefix(Kind::Raw, 0, "d-1", "system.cpu.utilization");
         assert!(!longer.starts_with(&prefix));
+    }
+
+    #[test]
+    fn chunk_keys_sort_by_window_first_and_split_back() {
+        let id = series_id("m", &[attr("mount", "/")]);
+        let early = chunk_key(Kind::Rollup, WINDOW_MS, "d-2", &id);
+        let late = chunk_key(Kind::Rollup, 2 * WINDOW_MS, "d-1", &id);
+        assert!(early < late);
+        assert!(late < window_prefix(Kind::Rollup, 3 * WINDOW_MS));
+        assert_eq!(
+            split_chunk_key(Kind::Rollup, &early),
+            Some((WINDOW_MS, &id[..]))
+        );
+        assert_eq!(split_chunk_key(Kind::Raw, &early), None);
+        assert!(!Kind::Rollup.tag().starts_with(Kind::Raw.tag()));
     }
 
     #[test]
