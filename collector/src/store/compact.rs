@@ -1,19 +1,21 @@
-//! The compactor: folds log records into chunks. One device at a time, and
-//! per device in one atomic sled batch that writes the merged chunks and
-//! their rollups *and* removes exactly the log records
-//! it folded — so a crash before the batch loses nothing (the records are
-//! still there and fold again) and a crash after it duplicates nothing.
-//! Reports arriving meanwhile add new records, which the batch leaves alone.
+//! The compactor: folds log records into chunks. One device at a time: one
+//! atomic batch into the series database writes the merged chunks, their
+//! rollups and a marker naming the folded records, and is made durable;
+//! then one batch into the hot database removes exactly those records. A
+//! crash before the first loses nothing (the records are still there and
+//! fold again), one between the two duplicates nothing (the marker says
+//! they are folded: `fold_device`). Reports arriving meanwhile add new
+//! records, which the batches leave alone.
 //!
-//! The batch also writes the device's ingest state to `s/`, since the folded
-//! records may be the only place it is stored.
+//! The second batch also writes the device's ingest state to `s/`, since
+//! the folded records may be the only place it is stored.
 //!
 //! Rollups of a window are recomputed from the whole merged chunk whenever the
 //! chunk changes, so they always equal the raw aggregates, late data included.
 
 use super::series::{self, Kind};
 use super::{Store, StoreError, gorilla, log};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// What one compaction pass did.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -126,6 +128,16 @@ impl Store {
     }
 
     /// Folds one device's log records; returns (records folded, chunks written).
+    ///
+    /// Chunks live in the series database and the records in the hot one, so
+    /// no one batch covers both. The fold writes the chunks together with a
+    /// marker naming the records it folded (`series::folded_key`), makes that
+    /// durable, and only then removes the records. After a crash between the
+    /// two the records are back but named by the marker: the next fold
+    /// removes them without folding them twice (rollups merged into, for
+    /// windows past raw retention, would count them twice). The marker
+    /// names the generation too (enrollment bumps it, in the hot database
+    /// after this fold's removal, so never durable without it).
     pub fn fold_device(&self, device_id: &str) -> super::Result<(usize, usize)> {
         let _exclusive = self.fold_locks[super::stripe_of(device_id)]
             .write()
@@ -133,20 +145,48 @@ impl Store {
         // Windows retention has already passed are not written again.
         let raw_cutoff = self.horizon(Kind::Raw);
         let rollup_cutoff = self.horizon(Kind::Rollup);
+        // The marker holds for the generation that wrote it: enrollment
+        // restarts the sequence, and the records that then reuse its keys
+        // are new.
+        let generation = {
+            let mut hot = self.lock_ingest(device_id);
+            self.cached_state(&mut hot, device_id)?.generation
+        };
+        let marker_key = series::folded_key(device_id);
+        let stored_marker = self.series.get(&marker_key)?.unwrap_or_default();
+        let already_folded: HashSet<&[u8]> = match stored_marker.split_at_checked(4) {
+            Some((g, sequences)) if g == generation.to_be_bytes() => {
+                sequences.chunks_exact(8).collect()
+            }
+            _ => HashSet::new(),
+        };
         let mut folded = Vec::new();
+        let mut marker = generation.to_be_bytes().to_vec();
         // (series id, window) → samples; later records win on equal timestamps.
         let mut pending: BTreeMap<(Vec<u8>, i64), BTreeMap<i64, f64>> = BTreeMap::new();
         let (records, names) = self.logged_records(device_id)?;
         for (key, value) in records {
-            for (id, samples) in log::decode(&value, &names).map_err(|e| corrupt(&key, e))? {
-                for (ts, v) in samples {
-                    pending
-                        .entry((id.clone(), series::window_of(ts)))
-                        .or_default()
-                        .insert(ts, v);
+            let sequence = key
+                .len()
+                .checked_sub(8)
+                .map(|at| &key[at..])
+                .ok_or_else(|| corrupt(&key, "log key without a sequence"))?;
+            marker.extend_from_slice(sequence);
+            if !already_folded.contains(sequence) {
+                for (id, samples) in log::decode(&value, &names).map_err(|e| corrupt(&key, e))? {
+                    for (ts, v) in samples {
+                        pending
+                            .entry((id.clone(), series::window_of(ts)))
+                            .or_default()
+                            .insert(ts, v);
+                    }
                 }
             }
             folded.push(key);
+        }
+        let records = folded.len();
+        if records == 0 {
+            return Ok((0, 0));
         }
         let mut batch = sled::Batch::default();
         let mut chunks = 0;
@@ -157,7 +197,7 @@ impl Store {
             }
             let key = series::chunk_key(Kind::Raw, window, device_id, &id);
             let rkey = series::chunk_key(Kind::Rollup, window, device_id, &id);
-            let existing = self.telemetry.get(&key)?;
+            let existing = self.series.get(&key)?;
             if existing.is_none() && window_end <= raw_cutoff {
                 // Late data for a window whose raw samples retention already
                 // removed: only its rollups are left to merge into.
@@ -176,10 +216,10 @@ impl Store {
             stage_window(&mut batch, device_id, &id, window, &ts, &values, raw)?;
             chunks += usize::from(raw);
         }
-        let records = folded.len();
-        if records == 0 {
-            return Ok((0, chunks));
-        }
+        batch.insert(marker_key, marker);
+        self.series.apply_batch(batch)?;
+        self.series_db.flush()?;
+        let mut batch = sled::Batch::default();
         for key in folded {
             batch.remove(key);
         }
@@ -211,12 +251,12 @@ impl Store {
         for (id, values) in series {
             stage_window(&mut batch, device_id, id, window, timestamps, values, true)?;
         }
-        self.telemetry.apply_batch(batch)?;
+        self.series.apply_batch(batch)?;
         Ok(())
     }
 
     fn merge_rollups(&self, rkey: &[u8], new: Vec<Rollup>) -> super::Result<Vec<u8>> {
-        let mut buckets: BTreeMap<i64, Rollup> = match self.telemetry.get(rkey)? {
+        let mut buckets: BTreeMap<i64, Rollup> = match self.series.get(rkey)? {
             Some(bytes) => decode_rollups(&bytes)
                 .map_err(|e| corrupt(rkey, e))?
                 .into_iter()

@@ -14,6 +14,7 @@ fn options(raw_days: i64, rollup_days: i64) -> StorageOptions {
         raw_retention_ms: raw_days * DAY,
         rollup_retention_ms: rollup_days * DAY,
         compress_new_database: false,
+        compress_new_series: true,
     }
 }
 
@@ -296,13 +297,18 @@ async fn retention_deletes_what_it_should_and_nothing_else() {
         .filter(|r| r.bucket_start_ms >= rollup_horizon)
         .collect();
     assert_eq!(kept, want);
-    // Every remaining chunk and rollup is after the horizons.
+    // Every remaining chunk and rollup is after the horizons, and all are
+    // in the series database.
     for item in store.telemetry.iter().keys() {
         let key = item.unwrap();
-        if let Some((window, _)) = series::split_chunk_key(Kind::Raw, &key) {
-            assert!(window + WINDOW_MS > raw_horizon);
-        } else if let Some((window, _)) = series::split_chunk_key(Kind::Rollup, &key) {
-            assert!(window + WINDOW_MS > rollup_horizon);
+        assert!(!key.starts_with(b"raw/") && !key.starts_with(b"rollup/"));
+    }
+    for item in store.series.iter().keys() {
+        let key = item.unwrap();
+        if let Some(chunk) = series::split_chunk_key(Kind::Raw, &key) {
+            assert!(chunk.window + WINDOW_MS > raw_horizon);
+        } else if let Some(chunk) = series::split_chunk_key(Kind::Rollup, &key) {
+            assert!(chunk.window + WINDOW_MS > rollup_horizon);
         } else {
             assert!(!key.starts_with(b"raw/") && !key.starts_with(b"rollup/"));
         }
@@ -347,6 +353,72 @@ async fn retention_deletes_what_it_should_and_nothing_else() {
     let store = open_at(&path, options(3, 10));
     assert_eq!(store.horizon(Kind::Raw), raw_horizon);
     assert_eq!(store.horizon(Kind::Rollup), rollup_horizon);
+}
+
+/// A crash after a fold made its chunks durable but before the removal of
+/// the folded records did: the records come back, and the next fold removes
+/// them without counting them again, even into rollups it merges into (late
+/// data past raw retention, the one place a second fold would not be
+/// idempotent). The marker holds only for its generation: after an
+/// enrollment records under the same keys are new and fold.
+#[tokio::test]
+async fn records_back_after_a_crash_mid_fold_are_not_folded_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(&dir.path().join("db"), options(1, 10));
+    for seq in 1..=(3 * 144u64) {
+        store
+            .ingest("d-1", &report(seq, T0 + seq as i64 * 600_000), 0)
+            .unwrap();
+    }
+    store.compact().unwrap();
+    store.enforce_retention(T0 + 3 * DAY).unwrap();
+    let late_ts = T0 + 660_000; // the bucket of the first report
+    let bucket = |store: &Store| {
+        store
+            .query_rollups("d-1", "cpu", &[], late_ts, late_ts)
+            .unwrap()[0]
+            .buckets[0]
+    };
+    let before = bucket(&store);
+    assert!(points(&store, "d-1", "cpu", late_ts, late_ts).is_empty());
+    store
+        .ingest("d-1", &report(10_000, late_ts), T0 + 3 * DAY)
+        .unwrap();
+    let records: Vec<_> = store
+        .telemetry
+        .scan_prefix(b"l/")
+        .map(|kv| kv.unwrap())
+        .collect();
+    assert_eq!(records.len(), 1);
+    store.compact().unwrap();
+    assert_eq!(bucket(&store).count, before.count + 1);
+    assert_eq!(log_records(&store), 0);
+
+    // The hot database's removal lost, the series database's write kept.
+    for (k, v) in &records {
+        store.telemetry.insert(k, v.clone()).unwrap();
+    }
+    assert_eq!(store.fold_device("d-1").unwrap().0, 1);
+    assert_eq!(bucket(&store).count, before.count + 1);
+    assert_eq!(log_records(&store), 0);
+
+    let marker = store
+        .series
+        .get(series::folded_key("d-1"))
+        .unwrap()
+        .unwrap();
+    let generation = store.ingest_state("d-1").unwrap().generation;
+    assert_eq!(marker[..4], generation.to_be_bytes());
+    let earlier = [&generation.wrapping_sub(1).to_be_bytes()[..], &marker[4..]].concat();
+    store
+        .series
+        .insert(series::folded_key("d-1"), earlier)
+        .unwrap();
+    for (k, v) in &records {
+        store.telemetry.insert(k, v.clone()).unwrap();
+    }
+    store.fold_device("d-1").unwrap();
+    assert_eq!(bucket(&store).count, before.count + 2);
 }
 
 /// A database created before 8 MiB segments (sled's 512 KiB default), and one
@@ -405,17 +477,30 @@ async fn a_format_2_database_is_moved_to_window_first_keys_on_open() {
         raw = points(&store, "d-1", "fs", 0, i64::MAX);
         rollups = store.query_rollups("d-1", "fs", &[], 0, i64::MAX).unwrap();
         assert!(!raw.is_empty() && !rollups.is_empty());
-        // Turn it into what a format-2 collector left behind.
+        // Turn it into what a format-2 collector left behind: one database,
+        // device-first keys.
+        for kind in [Kind::Raw, Kind::Rollup] {
+            let horizon = series::horizon_key(kind);
+            if let Some(value) = store.series.remove(&horizon).unwrap() {
+                store.telemetry.insert(horizon, value).unwrap();
+            }
+        }
+        store.series.remove(series::folded_key("d-1")).unwrap();
         for (kind, tag, index) in [(Kind::Raw, "c/", "wc/"), (Kind::Rollup, "r/", "wr/")] {
-            for item in store.telemetry.scan_prefix(kind.tag()) {
+            for item in store.series.scan_prefix(kind.tag()) {
                 let (key, value) = item.unwrap();
-                let (window, id) = series::split_chunk_key(kind, &key).unwrap();
-                let mut old = [tag.as_bytes(), b"d-1/", id].concat();
-                old.extend_from_slice(&series::timestamp_bytes(window));
-                let entry = [index.as_bytes(), &series::timestamp_bytes(window), &old].concat();
+                let chunk = series::split_chunk_key(kind, &key).unwrap();
+                let mut old = [tag.as_bytes(), b"d-1/", &chunk.series_id].concat();
+                old.extend_from_slice(&series::timestamp_bytes(chunk.window));
+                let entry = [
+                    index.as_bytes(),
+                    &series::timestamp_bytes(chunk.window),
+                    &old,
+                ]
+                .concat();
                 store.telemetry.insert(entry, &[][..]).unwrap();
                 store.telemetry.insert(old, value).unwrap();
-                store.telemetry.remove(key).unwrap();
+                store.series.remove(key).unwrap();
             }
         }
         store
@@ -431,9 +516,11 @@ async fn a_format_2_database_is_moved_to_window_first_keys_on_open() {
         store.query_rollups("d-1", "fs", &[], 0, i64::MAX).unwrap(),
         rollups
     );
+    // 13 windows (the last report opens one), 8 series, raw and rollup.
+    assert_eq!(store.series.iter().count(), 13 * 8 * 2);
     for key in store.telemetry.iter().keys() {
         let key = key.unwrap();
-        for old in [&b"c/"[..], b"r/", b"wc/", b"wr/"] {
+        for old in [&b"c/"[..], b"r/", b"wc/", b"wr/", b"raw/", b"rollup/"] {
             assert!(!key.starts_with(old), "{}", String::from_utf8_lossy(&key));
         }
     }

@@ -6,6 +6,8 @@
 //! series table (`series_table.rs`), which a format-1 collector misreads.
 //! Format 3: chunks and rollups keyed window first (`series.rs`), where a
 //! format-2 collector would find none; `migrate.rs` moves older keys.
+//! Format 4: chunks, rollups and retention horizons live in the separate
+//! series database (`mod.rs`), where a format-3 collector would find none.
 //! A collector opens any format up to its own and then records its own; one
 //! that finds a newer format refuses to start. Collectors older than this
 //! check do not read the key: going back across format 2 or 3 means
@@ -14,7 +16,7 @@
 use super::{Result, StoreError};
 
 /// The format this collector writes.
-pub const CURRENT: u64 = 3;
+pub const CURRENT: u64 = 4;
 
 const KEY: &[u8] = b"meta/format";
 

@@ -1,7 +1,9 @@
-//! Rewrites chunks and rollups stored device first (formats 1–2:
-//! `c/<device>/<series><window>`, `r/…`, plus the `wc/ wr/` time index) into
-//! the window-first keys of format 3 (`series.rs`), once, when the store
-//! opens.
+//! Moves older layouts to the current one, once, when the store opens:
+//! chunks and rollups stored device first (formats 1–2:
+//! `c/<device>/<series><window>`, `r/…`, plus the `wc/ wr/` time index) to
+//! the window-first keys of format 3 (`series.rs`), then those keys and the
+//! retention horizons out of the hot database into the series database
+//! (format 4, `to_series_database`).
 //!
 //! Each batch moves up to `BATCH` values atomically (new key in, old key
 //! out), so a crash mid-way loses and duplicates nothing: the next open
@@ -14,6 +16,8 @@ use super::{Result, compact::corrupt};
 use std::time::Instant;
 
 const BATCH: usize = 2_000;
+/// Values per copy into the series database (each batch ends in an fsync).
+const MOVE_BATCH: usize = 20_000;
 /// A progress line every this many keys: a 1,000-device month holds ~5 M.
 const REPORT_EVERY: u64 = 200_000;
 
@@ -49,7 +53,7 @@ pub fn to_window_first_keys(telemetry: &sled::Tree) -> Result<Migrated> {
                 let (old, value) = item?;
                 let (window, device, id) =
                     split_legacy(tag, &old).ok_or_else(|| corrupt(&old, "malformed chunk key"))?;
-                batch.insert(series::chunk_key(kind, window, device, id), value);
+                batch.insert(v3_chunk_key(kind, window, device, id), value);
                 batch.remove(old);
                 n += 1;
             }
@@ -90,6 +94,98 @@ pub fn to_window_first_keys(telemetry: &sled::Tree) -> Result<Migrated> {
         "storage: chunks and rollups now keyed window first"
     );
     Ok(done)
+}
+
+/// What lives in the series database since format 4.
+const SERIES_PREFIXES: [&[u8]; 3] = [b"raw/", b"rollup/", b"meta/horizon/"];
+
+/// A format-3 chunk key: `<tag><window><device>/<series id>`.
+fn v3_chunk_key(kind: Kind, window: i64, device_id: &str, series_id: &[u8]) -> Vec<u8> {
+    let mut key = series::window_prefix(kind, window);
+    key.extend_from_slice(device_id.as_bytes());
+    key.push(b'/');
+    key.extend_from_slice(series_id);
+    key
+}
+
+/// A format-3 chunk key in the format-4 layout (`series::chunk_key`).
+fn rekey_v3(kind: Kind, key: &[u8]) -> Option<Vec<u8>> {
+    let rest = key.strip_prefix(kind.tag())?;
+    let window = series::decode_timestamp(rest.get(..8)?)?;
+    let rest = &rest[8..];
+    let slash = rest.iter().position(|b| *b == b'/')?;
+    let device = std::str::from_utf8(&rest[..slash]).ok()?;
+    let id = &rest[slash + 1..];
+    (id.last() == Some(&0)).then(|| series::chunk_key(kind, window, device, id))
+}
+
+/// Moves chunks, rollups and retention horizons from the hot database's
+/// `telemetry` tree to the series database's `series` tree, rekeying chunks
+/// and rollups metric before device (`series::chunk_key`). A batch is
+/// copied and made durable in the series database before it is removed
+/// from the hot one, so a crash at any point leaves every value in at least
+/// one of them, and the next open copies what is left again (same values).
+/// The hot removals are made durable before the store is used: otherwise a
+/// value rewritten by a fold could later be overwritten by its old copy.
+pub fn to_series_database(
+    hot_db: &sled::Db,
+    telemetry: &sled::Tree,
+    series_db: &sled::Db,
+    series_tree: &sled::Tree,
+) -> Result<u64> {
+    let pending = SERIES_PREFIXES
+        .iter()
+        .any(|tag| telemetry.scan_prefix(tag).next().is_some());
+    if !pending {
+        return Ok(0);
+    }
+    let started = Instant::now();
+    tracing::info!("storage: moving chunks and rollups into the series database (format 4), once");
+    let mut moved = 0u64;
+    for tag in SERIES_PREFIXES {
+        loop {
+            let mut copy = sled::Batch::default();
+            let mut remove = sled::Batch::default();
+            let mut n = 0;
+            for item in telemetry.scan_prefix(tag).take(MOVE_BATCH) {
+                let (key, value) = item?;
+                let new_key = match [Kind::Raw, Kind::Rollup]
+                    .into_iter()
+                    .find(|k| k.tag() == tag)
+                {
+                    Some(kind) => {
+                        rekey_v3(kind, &key).ok_or_else(|| corrupt(&key, "malformed chunk key"))?
+                    }
+                    None => key.to_vec(),
+                };
+                copy.insert(new_key, value);
+                remove.remove(key);
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            series_tree.apply_batch(copy)?;
+            series_db.flush()?;
+            telemetry.apply_batch(remove)?;
+            let before = moved;
+            moved += n;
+            if moved / REPORT_EVERY > before / REPORT_EVERY {
+                tracing::info!(
+                    moved,
+                    seconds = started.elapsed().as_secs(),
+                    "storage: still moving"
+                );
+            }
+        }
+    }
+    hot_db.flush()?;
+    tracing::info!(
+        moved,
+        seconds = started.elapsed().as_secs_f64(),
+        "storage: chunks and rollups now in the series database"
+    );
+    Ok(moved)
 }
 
 /// `<tag><device>/<series id ending in \0><window, 8 bytes>` → its parts.
@@ -141,7 +237,7 @@ mod tests {
                         &old,
                     ];
                     tree.insert(index.concat(), &[][..]).unwrap();
-                    want.push((series::chunk_key(kind, w * WINDOW_MS, device, &id), value));
+                    want.push((v3_chunk_key(kind, w * WINDOW_MS, device, &id), value));
                 }
             }
         }
@@ -171,6 +267,62 @@ mod tests {
             .collect();
         assert_eq!(have, want);
         assert_eq!(to_window_first_keys(&tree).unwrap(), Migrated::default());
+    }
+
+    #[test]
+    fn chunks_rollups_and_horizons_move_to_the_series_database_rekeyed() {
+        let dir = tempfile::tempdir().unwrap();
+        let hot = sled::Config::new().path(dir.path()).open().unwrap();
+        let telemetry = hot.open_tree("telemetry").unwrap();
+        let series_db = sled::Config::new()
+            .path(dir.path().join("series"))
+            .open()
+            .unwrap();
+        let series_tree = series_db.open_tree("series").unwrap();
+        let id = series_id("system.cpu.utilization", &[]);
+        let mut want = Vec::new();
+        for kind in [Kind::Raw, Kind::Rollup] {
+            for w in 1..=3 {
+                let old = v3_chunk_key(kind, w * WINDOW_MS, "d-1", &id);
+                telemetry.insert(&old, &b"chunk"[..]).unwrap();
+                let key = series::chunk_key(kind, w * WINDOW_MS, "d-1", &id);
+                want.push((key, b"chunk".to_vec()));
+            }
+            telemetry
+                .insert(series::horizon_key(kind), &[0; 8][..])
+                .unwrap();
+            want.push((series::horizon_key(kind), vec![0; 8]));
+        }
+        // A copy left by a crash after the copy, before the removal.
+        series_tree.insert(&want[0].0, &b"chunk"[..]).unwrap();
+        let stays = [
+            (b"l/d-1/\0\0\0\0\0\0\0\x01".to_vec(), b"record".to_vec()),
+            (b"meta/format".to_vec(), 4u64.to_be_bytes().to_vec()),
+            (series::state_key("d-1"), b"{}".to_vec()),
+        ];
+        for (k, v) in &stays {
+            telemetry.insert(k, v.clone()).unwrap();
+        }
+
+        let moved = to_series_database(&hot, &telemetry, &series_db, &series_tree).unwrap();
+        assert_eq!(moved, 8);
+        want.sort();
+        let dump = |tree: &sled::Tree| -> Vec<(Vec<u8>, Vec<u8>)> {
+            tree.iter()
+                .map(|kv| {
+                    let (k, v) = kv.unwrap();
+                    (k.to_vec(), v.to_vec())
+                })
+                .collect()
+        };
+        assert_eq!(dump(&series_tree), want);
+        let mut stays = stays.to_vec();
+        stays.sort();
+        assert_eq!(dump(&telemetry), stays);
+        assert_eq!(
+            to_series_database(&hot, &telemetry, &series_db, &series_tree).unwrap(),
+            0
+        );
     }
 
     #[test]

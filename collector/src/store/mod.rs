@@ -1,12 +1,16 @@
 //! Storage: the one place that knows sled. The gRPC services call these
 //! methods and never touch trees themselves.
 //!
-//! Trees (a fixed, small set): `devices` (registration and enrollment
-//! records), `index` (serial / product UUID / machine id → device id),
-//! `tokens` (token id → hashed one-time secret) and `telemetry` (ingest state,
-//! inventory, per-report log records, compressed chunks and rollups; see
-//! `series`). Writes here are not durable until `durable()` returns: callers
-//! that acknowledge something await it first.
+//! Two sled databases. The hot one, at the configured path, takes every
+//! acknowledged write; its trees (a fixed, small set): `devices`
+//! (registration and enrollment records), `index` (serial / product UUID /
+//! machine id → device id), `tokens` (token id → hashed one-time secret) and
+//! `telemetry` (ingest state, inventory, per-report log records; see
+//! `series`). Writes there are not durable until `durable()` returns: callers
+//! that acknowledge something await it first. The series database, in the
+//! `series` directory inside it, holds the compressed chunks and rollups the
+//! fold writes (`compact.rs`): zstd-compressed by sled by default, which the
+//! ingest path then never pays for.
 
 mod alert_scan;
 mod audit;
@@ -186,6 +190,10 @@ pub struct Store {
     telemetry: sled::Tree,
     audit: sled::Tree,
     denylist: sled::Tree,
+    /// Chunks, rollups, retention horizons and fold markers (`compact.rs`),
+    /// in `series_db`: made durable by the fold itself, not the flusher.
+    series: sled::Tree,
+    series_db: sled::Db,
     flusher: Flusher,
     /// Serializes the read-modify-write of one device's ingest state (a device
     /// normally has one stream, but a cloned identity may have two), and
@@ -220,6 +228,9 @@ pub struct StorageOptions {
     /// zstd-compress sled's pages if the database is created now (an existing
     /// database keeps what it was created with; `sled_config.rs`).
     pub compress_new_database: bool,
+    /// The same for the series database (chunks and rollups), which only
+    /// the fold writes: on by default.
+    pub compress_new_series: bool,
 }
 
 pub const DEFAULT_RAW_RETENTION_MS: i64 = 14 * 86_400_000;
@@ -232,11 +243,17 @@ impl StorageOptions {
             raw_retention_ms: DEFAULT_RAW_RETENTION_MS,
             rollup_retention_ms: DEFAULT_ROLLUP_RETENTION_MS,
             compress_new_database: sled_config::USE_COMPRESSION,
+            compress_new_series: sled_config::COMPRESS_SERIES,
         }
     }
 }
 
 const INGEST_LOCK_STRIPES: usize = 64;
+
+/// Where the series database of the database at `path` lives.
+pub fn series_db_path(path: &Path) -> std::path::PathBuf {
+    path.join("series")
+}
 
 /// A new or updated registration.
 #[derive(Clone, Debug, Default)]
@@ -261,13 +278,20 @@ impl Store {
     }
 
     pub fn open_with(path: &Path, options: StorageOptions) -> Result<Self> {
-        let db =
-            sled_config::config(path, options.cache_bytes, options.compress_new_database).open()?;
+        // Half the cache each: the hot database's working set is the log
+        // records not yet folded, the series database's what queries read.
+        let cache = options.cache_bytes / 2;
+        let db = sled_config::config(path, cache, options.compress_new_database).open()?;
         let telemetry = db.open_tree("telemetry")?;
         format::claim(&telemetry)?;
         migrate::to_window_first_keys(&telemetry)?;
+        let series_path = series_db_path(path);
+        let series_db =
+            sled_config::config(&series_path, cache, options.compress_new_series).open()?;
+        let series = series_db.open_tree("series")?;
+        migrate::to_series_database(&db, &telemetry, &series_db, &series)?;
         let horizon = |kind| -> Result<AtomicI64> {
-            let stored = telemetry.get(series::horizon_key(kind))?;
+            let stored = series.get(series::horizon_key(kind))?;
             Ok(AtomicI64::new(
                 stored
                     .and_then(|v| series::decode_timestamp(&v))
@@ -282,6 +306,8 @@ impl Store {
             telemetry,
             audit: db.open_tree("audit")?,
             denylist: db.open_tree("denylist")?,
+            series,
+            series_db,
             flusher: Flusher::start(db.clone()),
             ingest_locks: (0..INGEST_LOCK_STRIPES)
                 .map(|_| Mutex::new(hot::HotStates::default()))
@@ -323,9 +349,7 @@ impl Store {
         Ok(self.db.generate_id()?)
     }
 
-    /// Flushes and releases the database, so it can be opened again in this
-    /// process (sled holds a file lock until every handle is gone).
-    /// Flushes and releases the database. Returns only once sled's own
+    /// Flushes and releases both databases. Returns only once sled's own
     /// threads have let go of the file lock too, so the same process may open
     /// the path again at once (sled's IO threads can hold the last reference
     /// for a moment after a flush has completed).
@@ -340,12 +364,15 @@ impl Store {
             telemetry,
             audit,
             denylist,
+            series,
+            series_db,
             ..
         } = self;
         flusher.shutdown().await;
-        drop((devices, index, tokens, telemetry, audit, denylist));
+        drop((devices, index, tokens, telemetry, audit, denylist, series));
         let flushed = tokio::task::spawn_blocking(move || {
-            let result = db.flush();
+            let result = db.flush().and(series_db.flush());
+            sled_config::release(series_db, &series_db_path(&path));
             sled_config::release(db, &path);
             result
         })
@@ -359,8 +386,10 @@ impl Store {
         Ok(())
     }
 
+    /// Both databases' files.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        let hot = self.db.size_on_disk().unwrap_or(0);
+        hot.saturating_add(self.series_db.size_on_disk().unwrap_or(0))
     }
 
     // ---- telemetry ----

@@ -164,15 +164,10 @@ impl Store {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let first = series::bucket_of(since_ms);
-        let mut by_series: BTreeMap<Vec<u8>, BTreeMap<i64, Rollup>> = BTreeMap::new();
-        let mut add = |id: &[u8], r: Rollup| {
-            by_series
-                .entry(id.to_vec())
-                .or_default()
-                .entry(r.bucket_start_ms)
-                .and_modify(|b| b.merge(&r))
-                .or_insert(r);
-        };
+        // Chunks come window by window and a window's buckets in order, so
+        // each series' buckets arrive sorted and distinct: appended, not
+        // looked up (a map per bucket was ~15 % of a fleet query's time).
+        let mut by_series: BTreeMap<Vec<u8>, Vec<Rollup>> = BTreeMap::new();
         self.each_chunk(
             Kind::Rollup,
             device_id,
@@ -181,10 +176,14 @@ impl Store {
             first,
             until_ms,
             |id, key, bytes| {
-                for r in decode_rollups(bytes).map_err(|e| super::compact::corrupt(key, e))? {
-                    if (first..=until_ms).contains(&r.bucket_start_ms) {
-                        add(id, r);
-                    }
+                let decoded = decode_rollups(bytes).map_err(|e| super::compact::corrupt(key, e))?;
+                let in_range = decoded
+                    .into_iter()
+                    .filter(|r| (first..=until_ms).contains(&r.bucket_start_ms));
+                if let Some(buckets) = by_series.get_mut(id) {
+                    buckets.extend(in_range);
+                } else {
+                    by_series.insert(id.to_vec(), in_range.collect());
                 }
                 Ok(())
             },
@@ -193,9 +192,14 @@ impl Store {
         self.each_logged(device_id, metric, filter, first, until_ms, |id, t, v| {
             logged.entry(id.to_vec()).or_default().insert(t, v);
         })?;
+        // Samples not folded yet may fall into a bucket a chunk already has.
         for (id, points) in logged {
+            let buckets = by_series.entry(id).or_default();
             for r in rollups_of(points) {
-                add(&id, r);
+                match buckets.binary_search_by_key(&r.bucket_start_ms, |b| b.bucket_start_ms) {
+                    Ok(at) => buckets[at].merge(&r),
+                    Err(at) => buckets.insert(at, r),
+                }
             }
         }
         Ok(by_series
@@ -205,7 +209,7 @@ impl Store {
                 Some(RollupSeries {
                     metric,
                     attributes,
-                    buckets: buckets.into_values().collect(),
+                    buckets,
                 })
             })
             .collect())
@@ -224,12 +228,16 @@ impl Store {
         until_ms: i64,
         mut f: impl FnMut(&[u8], &[u8], &[u8]) -> Result<()>,
     ) -> Result<()> {
+        // The series id handed to `f`: the metric, then a chunk's attributes.
+        let mut id = series::series_id(metric, &[]);
+        id.pop();
+        let metric_len = id.len();
         let mut window = series::window_of(since_ms);
         while window <= until_ms {
             // Jump to the next window anything is stored for: a range from
             // the epoch, or across a gap in the data, costs no empty seeks.
             let Some(next) = self
-                .telemetry
+                .series
                 .range(series::window_prefix(kind, window)..)
                 .keys()
                 .next()
@@ -237,7 +245,7 @@ impl Store {
                 break;
             };
             let next = next?;
-            let Some((stored, _)) = series::split_chunk_key(kind, &next) else {
+            let Some(stored) = series::split_chunk_key(kind, &next).map(|k| k.window) else {
                 if next.starts_with(kind.tag()) {
                     return Err(super::compact::corrupt(&next, "malformed chunk key"));
                 }
@@ -248,9 +256,7 @@ impl Store {
             }
             window = stored;
             let prefix = series::metric_prefix(kind, window, device_id, metric);
-            // Everything after the device's "<tag><window><device>/" is the series id.
-            let id_start = prefix.len() - metric.len() - 1;
-            for item in self.telemetry.scan_prefix(&prefix) {
+            for item in self.series.scan_prefix(&prefix) {
                 let (key, value) = item?;
                 if key.last() != Some(&0) {
                     return Err(super::compact::corrupt(
@@ -258,9 +264,13 @@ impl Store {
                         "chunk key without series terminator",
                     ));
                 }
-                let attributes = series::decode_attributes(&key[prefix.len()..key.len() - 1]);
+                // After the prefix: the series' attributes and `\0`.
+                let encoded = &key[prefix.len()..];
+                let attributes = series::decode_attributes(&encoded[..encoded.len() - 1]);
                 if filter.iter().all(|a| attributes.contains(a)) {
-                    f(&key[id_start..], &key, &value)?;
+                    id.truncate(metric_len);
+                    id.extend_from_slice(encoded);
+                    f(&id, &key, &value)?;
                 }
             }
             let Some(after) = window.checked_add(series::WINDOW_MS) else {

@@ -22,7 +22,7 @@ pub struct RetentionStats {
     pub rollups_deleted: usize,
 }
 
-/// What the telemetry tree holds (a full scan: for benchmarks and ops, not hot paths).
+/// What both databases hold (a full scan: for benchmarks and ops, not hot paths).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct StorageStats {
     pub raw_chunks: u64,
@@ -44,11 +44,11 @@ pub struct StorageStats {
 impl Store {
     pub fn storage_stats(&self) -> Result<StorageStats> {
         let mut st = StorageStats::default();
-        for item in self.telemetry.iter() {
+        for item in self.telemetry.iter().chain(self.series.iter()) {
             let (k, v) = item?;
             let both = (k.len() + v.len()) as u64;
             st.all_key_and_value_bytes += both;
-            if let Some((_, id)) = series::split_chunk_key(Kind::Raw, &k) {
+            if let Some(chunk) = series::split_chunk_key(Kind::Raw, &k) {
                 st.raw_chunks += 1;
                 st.raw_bytes += v.len() as u64;
                 st.raw_key_and_value_bytes += both;
@@ -56,7 +56,7 @@ impl Store {
                 let mut header = v.get(1..).unwrap_or_default();
                 let n = super::gorilla::get_varint(&mut header).unwrap_or(0);
                 st.raw_samples += n;
-                let name = series::split_series_id(id).map_or_else(
+                let name = series::split_series_id(&chunk.series_id).map_or_else(
                     || "?".to_owned(),
                     |(metric, attrs)| {
                         let attrs: Vec<String> = attrs
@@ -81,21 +81,27 @@ impl Store {
         Ok(st)
     }
 
-    /// Writes every tree into a fresh database at `path` (sled's export and
-    /// import) and returns that database's size on disk: what the file would
+    /// Writes every tree into fresh databases at `path` (sled's export and
+    /// import, both databases) and returns their size on disk: what the files would
     /// be if rewritten, against what sled's log has grown to. For the storage
     /// benchmark (is a periodic offline rewrite a way to bound the disk?);
     /// not used by the collector.
     pub fn compacted_copy_size(&self, path: &std::path::Path) -> Result<u64> {
-        let copy = super::sled_config::config(
-            path,
-            self.options.cache_bytes,
-            self.options.compress_new_database,
-        )
-        .open()?;
-        copy.import(self.db.export());
-        copy.flush()?;
-        Ok(copy.size_on_disk()?)
+        let copy = |from: &sled::Db, to: &std::path::Path, compress: bool| -> Result<u64> {
+            let copy =
+                super::sled_config::config(to, self.options.cache_bytes / 2, compress).open()?;
+            copy.import(from.export());
+            copy.flush()?;
+            Ok(copy.size_on_disk()?)
+        };
+        let hot = copy(&self.db, path, self.options.compress_new_database)?;
+        let series_path = super::series_db_path(path);
+        let series = copy(
+            &self.series_db,
+            &series_path,
+            self.options.compress_new_series,
+        )?;
+        Ok(hot + series)
     }
 
     /// Windows of `kind` ending at or before this have been deleted.
@@ -130,7 +136,7 @@ impl Store {
         // being deleted, and folds stop writing into it.
         let horizon = series::window_of(last_start).saturating_add(series::WINDOW_MS);
         if horizon > self.horizon(kind) {
-            self.telemetry.insert(
+            self.series.insert(
                 series::horizon_key(kind),
                 &series::timestamp_bytes(horizon)[..],
             )?;
@@ -141,11 +147,7 @@ impl Store {
             let mut n = 0;
             // A fold never writes a window at or before the cutoff (it
             // checks the same retention), so this cannot race a rewrite.
-            for key in self
-                .telemetry
-                .range(kind.tag().to_vec()..end.clone())
-                .keys()
-            {
+            for key in self.series.range(kind.tag().to_vec()..end.clone()).keys() {
                 batch.remove(key?);
                 n += 1;
                 if n == DELETE_BATCH {
@@ -155,7 +157,7 @@ impl Store {
             if n == 0 {
                 break;
             }
-            self.telemetry.apply_batch(batch)?;
+            self.series.apply_batch(batch)?;
             deleted += n;
         }
         Ok(deleted)

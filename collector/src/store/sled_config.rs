@@ -29,6 +29,11 @@ pub const SEGMENT_SIZE: usize = 8 << 20;
 /// so an existing database keeps its own. Off: it makes the file 2-4× smaller
 /// but halves the store's ingest rate (`docs/BENCHMARKS.md`, "Storage").
 pub const USE_COMPRESSION: bool = false;
+/// Whether a new series database (chunks and rollups, written only by the
+/// fold: `compact.rs`) is compressed unless configured
+/// (`[storage] series_compression`). On: the pages hold dense chunks but
+/// repetitive keys and rollup columns, and no acknowledgement waits for it.
+pub const COMPRESS_SERIES: bool = true;
 /// zstd level when compressing (not persisted: it only affects new writes).
 pub const COMPRESSION_FACTOR: i32 = 3;
 

@@ -78,9 +78,14 @@ struct Args {
     /// a database was created with.
     #[arg(long)]
     segment_size: Option<usize>,
-    /// Create the database with sled's zstd compression at this level.
+    /// Create the hot database (log records, state) with sled's zstd
+    /// compression at this level.
     #[arg(long)]
     compression: Option<i32>,
+    /// Create the series database (chunks, rollups: `<dir>/series`) without
+    /// sled's compression, which is the default for it.
+    #[arg(long)]
+    no_series_compression: bool,
     /// Load nothing: run the queries on the database an earlier run left in
     /// `--dir`, taking "now" as the end of its `--days` (same `--devices`,
     /// `--days` and `--interval` as that run); no size figures.
@@ -182,6 +187,7 @@ async fn main() -> Result<()> {
             raw_retention_ms: ms(args.raw_retention),
             rollup_retention_ms: ms(args.rollup_retention),
             compress_new_database: args.compression.is_some(),
+            compress_new_series: !args.no_series_compression,
         },
     )
     .context("open the store")?;
