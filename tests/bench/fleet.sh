@@ -14,7 +14,8 @@
 # `-o json` for the simulator's per-window series (ack latency, collector
 # RSS, load average). COLLECTOR_ENV adds variables to the collector's
 # environment (e.g. LD_PRELOAD of another malloc, for a measurement); RULES
-# names an alert rules file for it.
+# names an alert rules file for it; COMPACT_INTERVAL (e.g. 2m) sets its
+# `[storage] compact_interval`, so a 10-minute run sees several fold passes.
 #
 # Each device holds one TCP connection, on both sides: the collector (and the
 # simulator) can hold at most about `ulimit -Hn` devices.
@@ -43,6 +44,13 @@ collector_init "$work/c"
 # RULES=FILE: alert rules merged over the built-in ones (e.g. to switch off
 # a rule the simulated fleet would fire tens of thousands of times).
 [[ -z "${RULES:-}" ]] || sed -i "1i alert_rules = \"$(realpath "$RULES")\"" "$work/c/collector.toml"
+if [[ -n "${COMPACT_INTERVAL:-}" ]]; then
+    if grep -q '^compact_interval' "$work/c/collector.toml"; then
+        sed -i -E "s/^compact_interval = .*/compact_interval = \"$COMPACT_INTERVAL\"/" "$work/c/collector.toml"
+    else
+        printf '\n[storage]\ncompact_interval = "%s"\n' "$COMPACT_INTERVAL" >>"$work/c/collector.toml"
+    fi
+fi
 collector_start "$work/c" "$work/collector.log"
 pids+=("$collector_pid")
 # For profiling the collector from outside (perf record -p).

@@ -27,6 +27,20 @@ pub struct CompactStats {
     pub failed: usize,
 }
 
+/// A fold whose series writes are staged (`Store::stage_fold`) and whose
+/// records are still to be removed (`Store::finish_fold`).
+pub(super) struct StagedFold {
+    device_id: String,
+    folded: Vec<sled::IVec>,
+    chunks: usize,
+}
+
+impl StagedFold {
+    pub(super) fn records(&self) -> usize {
+        self.folded.len()
+    }
+}
+
 /// One 5-minute bucket of one series.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rollup {
@@ -142,6 +156,18 @@ impl Store {
         let _exclusive = self.fold_locks[super::stripe_of(device_id)]
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(staged) = self.stage_fold(device_id)? else {
+            return Ok((0, 0));
+        };
+        self.series_db.flush()?;
+        self.finish_fold(staged)
+    }
+
+    /// The first half of a fold: writes the device's chunks, rollups and
+    /// marker to the series database, not yet durable. The caller holds the
+    /// device's fold lock until `finish_fold`, after a flush of the series
+    /// database (a slice flushes once for all its devices: `fold_slices.rs`).
+    pub(super) fn stage_fold(&self, device_id: &str) -> super::Result<Option<StagedFold>> {
         // Windows retention has already passed are not written again.
         let raw_cutoff = self.horizon(Kind::Raw);
         let rollup_cutoff = self.horizon(Kind::Rollup);
@@ -184,9 +210,8 @@ impl Store {
             }
             folded.push(key);
         }
-        let records = folded.len();
-        if records == 0 {
-            return Ok((0, 0));
+        if folded.is_empty() {
+            return Ok(None);
         }
         let mut batch = sled::Batch::default();
         let mut chunks = 0;
@@ -218,7 +243,22 @@ impl Store {
         }
         batch.insert(marker_key, marker);
         self.series.apply_batch(batch)?;
-        self.series_db.flush()?;
+        Ok(Some(StagedFold {
+            device_id: device_id.to_owned(),
+            folded,
+            chunks,
+        }))
+    }
+
+    /// The second half, once the staged writes are durable: removes the
+    /// folded records from the hot database. Returns (records, chunks).
+    pub(super) fn finish_fold(&self, staged: StagedFold) -> super::Result<(usize, usize)> {
+        let StagedFold {
+            device_id,
+            folded,
+            chunks,
+        } = staged;
+        let records = folded.len();
         let mut batch = sled::Batch::default();
         for key in folded {
             batch.remove(key);
@@ -226,12 +266,18 @@ impl Store {
         // The folded records may carry the newest state (`log.rs`): it moves
         // to `s/` in the same batch. Under the ingest lock, so no report
         // writes a newer state between reading it and applying the batch.
-        let mut hot = self.lock_ingest(device_id);
-        let state = self.cached_state(&mut hot, device_id)?;
-        batch.insert(series::state_key(device_id), super::encode_json(state));
+        let mut hot = self.lock_ingest(&device_id);
+        let state = self.cached_state(&mut hot, &device_id)?;
+        batch.insert(series::state_key(&device_id), super::encode_json(state));
         self.telemetry.apply_batch(batch)?;
         drop(hot);
         Ok((records, chunks))
+    }
+
+    /// Makes every staged fold's series writes durable.
+    pub(super) fn flush_series(&self) -> super::Result<()> {
+        self.series_db.flush()?;
+        Ok(())
     }
 
     /// Writes whole windows exactly as a fold writes them (same encoders

@@ -4,14 +4,18 @@
 //! `Store::compact` folds every device in one go: on a 19,000-device
 //! collector the first pass (10 minutes after start, ~350,000 log records)
 //! kept a blocking thread busy long enough, and wrote enough at once into the
-//! next group commit, to stall ingest on a 2-core machine. A slice folds
-//! devices (each in its own atomic batch, exactly as `compact` does, via
-//! `fold_device`) until it has done `SliceBudget::devices` devices or
-//! `SliceBudget::records` records, and says where the next slice starts; the
-//! caller pauses between slices.
+//! next group commit, to stall ingest on a 2-core machine. A slice stages
+//! devices' folds (`Store::stage_fold`: chunks, rollups and marker into the
+//! series database) until it has done `SliceBudget::devices` devices or
+//! `SliceBudget::records` records, flushes the series database once, then
+//! removes the folded records (`Store::finish_fold`), and says where the next
+//! slice starts; the caller pauses between slices. Reads of the slice's
+//! devices wait for it (their stripes' fold locks are held throughout).
 
 use super::compact::CompactStats;
 use super::{Result, Store};
+use std::collections::BTreeMap;
+use std::sync::RwLockWriteGuard;
 
 /// How much one slice may do before it hands back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,33 +48,67 @@ impl Store {
     ) -> Result<(CompactStats, Option<Vec<u8>>)> {
         let mut stats = CompactStats::default();
         let mut cursor = cursor.to_vec();
-        loop {
+        // The fold locks of the stripes staged so far, held until the
+        // slice's records are removed, so no read sees a sample both in a
+        // staged chunk and in its record; taken in no particular order, which
+        // is safe because no other holder of a fold lock waits for a second.
+        let mut held: BTreeMap<usize, RwLockWriteGuard<'_, ()>> = BTreeMap::new();
+        let mut staged = Vec::new();
+        let next = loop {
             if stats.devices >= budget.devices || stats.records >= budget.records {
-                return Ok((stats, Some(cursor)));
+                break Some(cursor);
             }
             let Some(item) = self.telemetry.range(cursor.clone()..).keys().next() else {
-                return Ok((stats, None));
+                break None;
             };
             let key = item?;
             // A log key: "l/" device "/" 8-byte sequence.
             if !key.starts_with(b"l/") || key.len() < 2 + 1 + 8 {
-                return Ok((stats, None));
+                break None;
             }
             let device = String::from_utf8_lossy(&key[2..key.len() - 9]).into_owned();
             // Past every record of this device: its prefix with '/' → '0'.
             cursor = [b"l/", device.as_bytes(), b"0"].concat();
             stats.devices += 1;
-            match self.fold_device(&device) {
+            let stripe = super::stripe_of(&device);
+            held.entry(stripe).or_insert_with(|| {
+                self.fold_locks[stripe]
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            });
+            match self.stage_fold(&device) {
+                Ok(Some(fold)) => {
+                    stats.records += fold.records();
+                    staged.push(fold);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    stats.failed += 1;
+                    tracing::error!(device = %device, error = %e, "folding log records failed");
+                }
+            }
+        };
+        // One fsync of the series database for the whole slice (one per
+        // device stalled acknowledgements at 19,000 devices), then the
+        // records go.
+        stats.records = 0;
+        if !staged.is_empty() {
+            self.flush_series()?;
+        }
+        for fold in staged {
+            match self.finish_fold(fold) {
                 Ok((records, chunks)) => {
                     stats.records += records;
                     stats.chunks_written += chunks;
                 }
                 Err(e) => {
                     stats.failed += 1;
-                    tracing::error!(device = %device, error = %e, "folding log records failed");
+                    tracing::error!(error = %e, "removing folded log records failed");
                 }
             }
         }
+        drop(held);
+        Ok((stats, next))
     }
 }
 
