@@ -1,7 +1,8 @@
-//! The compactor: folds log records into chunks. One device at a time: one
-//! atomic batch into the series database writes the merged chunks, their
-//! rollups and a marker naming the folded records, and is made durable;
-//! then one batch into the hot database removes exactly those records. A
+//! The compactor: folds log records into chunks. Per device, one atomic
+//! batch into the series database writes the merged chunks, their rollups
+//! and a marker naming the folded records; once that is durable (a flush per
+//! device, or per slice of devices: `fold_slices.rs`), one batch into the
+//! hot database removes exactly those records. A
 //! crash before the first loses nothing (the records are still there and
 //! fold again), one between the two duplicates nothing (the marker says
 //! they are folded: `fold_device`). Reports arriving meanwhile add new
@@ -159,7 +160,7 @@ impl Store {
         let Some(staged) = self.stage_fold(device_id)? else {
             return Ok((0, 0));
         };
-        self.series_db.flush()?;
+        self.flush_series()?;
         self.finish_fold(staged)
     }
 

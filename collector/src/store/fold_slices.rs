@@ -54,8 +54,9 @@ impl Store {
         // is safe because no other holder of a fold lock waits for a second.
         let mut held: BTreeMap<usize, RwLockWriteGuard<'_, ()>> = BTreeMap::new();
         let mut staged = Vec::new();
+        let mut staged_records = 0;
         let next = loop {
-            if stats.devices >= budget.devices || stats.records >= budget.records {
+            if stats.devices >= budget.devices || staged_records >= budget.records {
                 break Some(cursor);
             }
             let Some(item) = self.telemetry.range(cursor.clone()..).keys().next() else {
@@ -78,7 +79,7 @@ impl Store {
             });
             match self.stage_fold(&device) {
                 Ok(Some(fold)) => {
-                    stats.records += fold.records();
+                    staged_records += fold.records();
                     staged.push(fold);
                 }
                 Ok(None) => {}
@@ -91,7 +92,6 @@ impl Store {
         // One fsync of the series database for the whole slice (one per
         // device stalled acknowledgements at 19,000 devices), then the
         // records go.
-        stats.records = 0;
         if !staged.is_empty() {
             self.flush_series()?;
         }

@@ -96,8 +96,13 @@ pub fn to_window_first_keys(telemetry: &sled::Tree) -> Result<Migrated> {
     Ok(done)
 }
 
-/// What lives in the series database since format 4.
-const SERIES_PREFIXES: [&[u8]; 3] = [b"raw/", b"rollup/", b"meta/horizon/"];
+/// What lives in the series database since format 4: chunks and rollups
+/// (rekeyed) and the retention horizons (`series::horizon_key`, as they are).
+const SERIES_PREFIXES: [(Option<Kind>, &[u8]); 3] = [
+    (Some(Kind::Raw), b"raw/"),
+    (Some(Kind::Rollup), b"rollup/"),
+    (None, b"meta/horizon/"),
+];
 
 /// A format-3 chunk key: `<tag><window><device>/<series id>`.
 fn v3_chunk_key(kind: Kind, window: i64, device_id: &str, series_id: &[u8]) -> Vec<u8> {
@@ -135,24 +140,21 @@ pub fn to_series_database(
 ) -> Result<u64> {
     let pending = SERIES_PREFIXES
         .iter()
-        .any(|tag| telemetry.scan_prefix(tag).next().is_some());
+        .any(|(_, tag)| telemetry.scan_prefix(tag).next().is_some());
     if !pending {
         return Ok(0);
     }
     let started = Instant::now();
     tracing::info!("storage: moving chunks and rollups into the series database (format 4), once");
     let mut moved = 0u64;
-    for tag in SERIES_PREFIXES {
+    for (kind, tag) in SERIES_PREFIXES {
         loop {
             let mut copy = sled::Batch::default();
             let mut remove = sled::Batch::default();
             let mut n = 0;
             for item in telemetry.scan_prefix(tag).take(MOVE_BATCH) {
                 let (key, value) = item?;
-                let new_key = match [Kind::Raw, Kind::Rollup]
-                    .into_iter()
-                    .find(|k| k.tag() == tag)
-                {
+                let new_key = match kind {
                     Some(kind) => {
                         rekey_v3(kind, &key).ok_or_else(|| corrupt(&key, "malformed chunk key"))?
                     }
